@@ -1,0 +1,14 @@
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and prost.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/fleetbus/v1/cluster.proto",
+        "proto/fleetbus/v1/api.proto",
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

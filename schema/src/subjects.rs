@@ -1,0 +1,232 @@
+//! Every NATS subject fleetbus uses, built from a configurable prefix (default `fleet`).
+//! Nothing outside this module formats a subject. The identity token in a subject is put
+//! there by a client that nats-server only lets use its own, so handlers may trust it.
+
+use crate::identity::Identity;
+use crate::names::{ClusterName, NameError, UserName, validate_label};
+
+/// The default subject prefix.
+pub const DEFAULT_PREFIX: &str = "fleet";
+
+/// What a spoke sends to the hub on `<prefix>.hub.<cluster>.<topic>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubTopic {
+    /// Liveness and claims, every heartbeat interval.
+    Heartbeat,
+    /// Certificate renewal (request/reply).
+    Renew,
+}
+
+impl HubTopic {
+    fn token(self) -> &'static str {
+        match self {
+            Self::Heartbeat => "heartbeat",
+            Self::Renew => "renew",
+        }
+    }
+}
+
+/// Hub API endpoints: `<prefix>.api.<user>.<resource>.<verb>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiEndpoint {
+    /// Who the hub thinks the caller is.
+    WhoAmI,
+    /// List clusters with their conditions.
+    ClustersList,
+    /// Accept pending clusters (admin).
+    ClustersAccept,
+    /// Deny clusters (admin).
+    ClustersDeny,
+    /// Remove clusters and revoke their identity (admin).
+    ClustersDelete,
+}
+
+impl ApiEndpoint {
+    /// All endpoints, for registering the service.
+    pub const ALL: [ApiEndpoint; 5] = [
+        Self::WhoAmI,
+        Self::ClustersList,
+        Self::ClustersAccept,
+        Self::ClustersDeny,
+        Self::ClustersDelete,
+    ];
+
+    /// `(resource, verb)`.
+    pub fn tokens(self) -> (&'static str, &'static str) {
+        match self {
+            Self::WhoAmI => ("identity", "get"),
+            Self::ClustersList => ("clusters", "list"),
+            Self::ClustersAccept => ("clusters", "accept"),
+            Self::ClustersDeny => ("clusters", "deny"),
+            Self::ClustersDelete => ("clusters", "delete"),
+        }
+    }
+
+    /// A name for NATS micro stats (`clusters-list`).
+    pub fn name(self) -> String {
+        let (resource, verb) = self.tokens();
+        format!("{resource}-{verb}")
+    }
+
+    /// Whether only admins may call it.
+    pub fn admin_only(self) -> bool {
+        matches!(
+            self,
+            Self::ClustersAccept | Self::ClustersDeny | Self::ClustersDelete
+        )
+    }
+}
+
+/// Subject builder for one fleet prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl Subjects {
+    /// A prefix is one DNS-1123 label, so it is one subject token.
+    pub fn new(prefix: &str) -> Result<Self, NameError> {
+        validate_label("subject prefix", prefix)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix (`fleet`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// bootstrap → hub join requests.
+    pub fn join(&self) -> String {
+        format!("{}.join", self.prefix)
+    }
+
+    /// spoke → hub messages of one cluster and topic.
+    pub fn hub(&self, cluster: &ClusterName, topic: HubTopic) -> String {
+        format!("{}.hub.{cluster}.{}", self.prefix, topic.token())
+    }
+
+    /// One topic from every cluster (hub subscription).
+    pub fn hub_topic_all(&self, topic: HubTopic) -> String {
+        format!("{}.hub.*.{}", self.prefix, topic.token())
+    }
+
+    /// Everything a spoke may send to the hub.
+    pub fn hub_cluster_all(&self, cluster: &ClusterName) -> String {
+        format!("{}.hub.{cluster}.>", self.prefix)
+    }
+
+    /// Everything the hub sends to one spoke.
+    pub fn spoke_all(&self, cluster: &ClusterName) -> String {
+        format!("{}.spoke.{cluster}.>", self.prefix)
+    }
+
+    /// A hub API call by `user`.
+    pub fn api(&self, user: &UserName, endpoint: ApiEndpoint) -> String {
+        let (resource, verb) = endpoint.tokens();
+        format!("{}.api.{user}.{resource}.{verb}", self.prefix)
+    }
+
+    /// One endpoint for every caller (hub service subscription).
+    pub fn api_endpoint_all(&self, endpoint: ApiEndpoint) -> String {
+        let (resource, verb) = endpoint.tokens();
+        format!("{}.api.*.{resource}.{verb}", self.prefix)
+    }
+
+    /// Every hub API subject `user` may call.
+    pub fn api_user_all(&self, user: &UserName) -> String {
+        format!("{}.api.{user}.>", self.prefix)
+    }
+
+    /// The caller of an API subject, read from its identity token.
+    pub fn api_caller(&self, subject: &str) -> Option<UserName> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".api.")?;
+        UserName::new(rest.split('.').next()?).ok()
+    }
+
+    /// The cluster of a `<prefix>.hub.<cluster>.…` subject.
+    pub fn hub_sender(&self, subject: &str) -> Option<ClusterName> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".hub.")?;
+        ClusterName::new(rest.split('.').next()?).ok()
+    }
+
+    /// The private inbox prefix of `identity` (`_INBOX.fleet.spoke.cluster1`).
+    pub fn inbox(&self, identity: &Identity) -> String {
+        match identity.name() {
+            Some(name) => format!("_INBOX.{}.{}.{name}", self.prefix, identity.kind()),
+            None => format!("_INBOX.{}.{}", self.prefix, identity.kind()),
+        }
+    }
+
+    /// Everything under `identity`'s inbox prefix.
+    pub fn inbox_all(&self, identity: &Identity) -> String {
+        format!("{}.>", self.inbox(identity))
+    }
+
+    /// JetStream KV bucket holding cluster records.
+    pub fn clusters_bucket(&self) -> String {
+        format!("{}-clusters", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str) -> ClusterName {
+        ClusterName::new(name).unwrap()
+    }
+
+    #[test]
+    fn golden_subjects() {
+        let s = Subjects::default();
+        let alice = UserName::new("alice").unwrap();
+        let golden = [
+            (s.join(), "fleet.join"),
+            (s.hub(&c("cluster1"), HubTopic::Heartbeat), "fleet.hub.cluster1.heartbeat"),
+            (s.hub(&c("cluster1"), HubTopic::Renew), "fleet.hub.cluster1.renew"),
+            (s.hub_topic_all(HubTopic::Heartbeat), "fleet.hub.*.heartbeat"),
+            (s.hub_cluster_all(&c("cluster1")), "fleet.hub.cluster1.>"),
+            (s.spoke_all(&c("cluster1")), "fleet.spoke.cluster1.>"),
+            (s.api(&alice, ApiEndpoint::ClustersList), "fleet.api.alice.clusters.list"),
+            (s.api(&alice, ApiEndpoint::ClustersAccept), "fleet.api.alice.clusters.accept"),
+            (s.api(&alice, ApiEndpoint::ClustersDeny), "fleet.api.alice.clusters.deny"),
+            (s.api(&alice, ApiEndpoint::ClustersDelete), "fleet.api.alice.clusters.delete"),
+            (s.api(&alice, ApiEndpoint::WhoAmI), "fleet.api.alice.identity.get"),
+            (s.api_endpoint_all(ApiEndpoint::ClustersList), "fleet.api.*.clusters.list"),
+            (s.api_user_all(&alice), "fleet.api.alice.>"),
+            (s.inbox(&Identity::Hub), "_INBOX.fleet.hub"),
+            (s.inbox(&Identity::Spoke(c("cluster1"))), "_INBOX.fleet.spoke.cluster1"),
+            (s.inbox_all(&Identity::User(alice.clone())), "_INBOX.fleet.user.alice.>"),
+            (s.inbox_all(&Identity::Bootstrap), "_INBOX.fleet.bootstrap.>"),
+            (s.clusters_bucket(), "fleet-clusters"),
+        ];
+        for (built, want) in golden {
+            assert_eq!(built, want);
+        }
+    }
+
+    #[test]
+    fn reads_identity_tokens() {
+        let s = Subjects::new("t1").unwrap();
+        assert_eq!(s.api_caller("t1.api.bob.clusters.list").unwrap().as_str(), "bob");
+        assert_eq!(s.hub_sender("t1.hub.c2.heartbeat").unwrap().as_str(), "c2");
+        assert!(s.api_caller("fleet.api.bob.clusters.list").is_none());
+        assert!(s.hub_sender("t1.hub.*.heartbeat").is_none());
+    }
+
+    #[test]
+    fn prefix_is_one_token() {
+        assert!(Subjects::new("a.b").is_err());
+        assert!(Subjects::new(">").is_err());
+    }
+}
