@@ -1,0 +1,148 @@
+//! Mutual-TLS connections to nats-server. Certificate files are re-read on every (re)connect,
+//! so rotating them and calling `force_reconnect` changes identity without a restart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions};
+use fleetbus_schema::{Identity, Subjects};
+
+use crate::pki;
+
+/// The CA bundle and the client certificate of one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s) that sign nats-server's certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client private key.
+    pub key: PathBuf,
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A certificate file is missing or unreadable.
+    #[error("cannot read {path}")]
+    Files {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate carries no fleetbus identity.
+    #[error("certificate {path} has no fleetbus identity")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: pki::PkiError,
+    },
+    /// nats-server refused the identity (not accepted, revoked, expired, or no hub answering).
+    #[error("nats-server at {url} refused identity {identity} (not accepted, revoked or expired, or no hub is running)")]
+    Refused {
+        /// The server.
+        url: String,
+        /// Who we tried to be.
+        identity: String,
+    },
+    /// TCP, TLS or protocol failure.
+    #[error("cannot connect to nats-server at {url}: {kind}")]
+    Unreachable {
+        /// The server.
+        url: String,
+        /// async-nats's classification.
+        kind: ConnectErrorKind,
+        /// Its full error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+}
+
+impl TlsFiles {
+    /// The identity in the client certificate.
+    pub fn identity(&self) -> Result<Identity, ConnectError> {
+        let pem = std::fs::read_to_string(&self.cert).map_err(|source| ConnectError::Files {
+            path: self.cert.clone(),
+            source,
+        })?;
+        let id_err = |source| ConnectError::Identity {
+            path: self.cert.clone(),
+            source,
+        };
+        let info = pki::inspect(&pem).map_err(id_err)?;
+        info.require_identity().cloned().map_err(id_err)
+    }
+
+    fn check_readable(&self) -> Result<(), ConnectError> {
+        for path in [&self.ca, &self.cert, &self.key] {
+            std::fs::metadata(path).map_err(|source| ConnectError::Files {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Options for a fleet connection: TLS required, the fleet CA as the only root, the client
+/// certificate, the identity's private inbox, quick dead-link detection and jittered
+/// reconnects.
+pub fn options(tls: &TlsFiles, subjects: &Subjects, identity: &Identity) -> ConnectOptions {
+    ConnectOptions::new()
+        .name(format!("fleetbus {identity}"))
+        .require_tls(true)
+        .add_root_certificates(tls.ca.clone())
+        .add_client_certificate(tls.cert.clone(), tls.key.clone())
+        .custom_inbox_prefix(subjects.inbox(identity))
+        .connection_timeout(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(10))
+        .reconnect_delay_callback(reconnect_delay)
+}
+
+/// Connects `identity`'s options to `url`, turning failures into one clear error.
+pub async fn connect(
+    url: &str,
+    tls: &TlsFiles,
+    identity: &Identity,
+    options: ConnectOptions,
+) -> Result<async_nats::Client, ConnectError> {
+    tls.check_readable()?;
+    options.connect(url).await.map_err(|source| match source.kind() {
+        ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {
+            url: url.to_owned(),
+            identity: identity.to_string(),
+        },
+        kind => ConnectError::Unreachable {
+            url: url.to_owned(),
+            kind,
+            source,
+        },
+    })
+}
+
+/// Exponential backoff from 100 ms to 5 s with up to 50 % jitter, so a fleet that lost its
+/// server does not reconnect in lockstep.
+pub fn reconnect_delay(attempt: usize) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        assert!(reconnect_delay(0) >= Duration::from_millis(100));
+        assert!(reconnect_delay(0) <= Duration::from_millis(150));
+        for n in 0..100 {
+            assert!(reconnect_delay(n) <= Duration::from_millis(7_500));
+        }
+        assert!(reconnect_delay(10) >= Duration::from_secs(5));
+    }
+}
