@@ -146,3 +146,31 @@ mod tests {
         assert!(reconnect_delay(10) >= Duration::from_secs(5));
     }
 }
+
+/// Connects, retrying with backoff (one log line per failure) until it succeeds or `shutdown`
+/// fires. For long-running services whose server may start after them.
+pub async fn connect_retrying<F>(
+    url: &str,
+    tls: &TlsFiles,
+    identity: &Identity,
+    make_options: F,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<async_nats::Client>
+where
+    F: Fn() -> ConnectOptions,
+{
+    let mut attempt = 0;
+    loop {
+        match connect(url, tls, identity, make_options()).await {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "nats connection failed; retrying");
+            }
+        }
+        attempt += 1;
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(reconnect_delay(attempt)) => {}
+        }
+    }
+}

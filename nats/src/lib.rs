@@ -13,7 +13,9 @@ pub mod jwt;
 pub mod layout;
 pub mod permissions;
 pub mod pki;
+pub mod process;
 pub mod server;
+pub mod system;
 
 pub use connect::{ConnectError, TlsFiles};
 pub use layout::PkiDir;

@@ -1,1 +1,12 @@
-//! placeholder
+//! The harness for fleetbus's end-to-end tests: each test starts its own real servers (a
+//! nats-server with mutual TLS, JetStream and auth callout; where needed a kube-apiserver with
+//! etcd) on free ports, with fresh certificates and a random subject prefix. Servers die with
+//! the test.
+
+pub mod fleet;
+pub mod nats_env;
+pub mod wait;
+
+pub use fleet::Fleet;
+pub use nats_env::NatsEnv;
+pub use wait::eventually;

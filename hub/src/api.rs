@@ -1,0 +1,213 @@
+//! The hub API: a NATS micro service (`$SRV.PING|INFO|STATS` discover it) with one endpoint
+//! per `<prefix>.api.*.<resource>.<verb>`. The caller is the user token of the subject, which
+//! nats-server only lets that user publish to.
+
+use std::sync::Arc;
+
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use fleetbus_nats::system;
+use fleetbus_schema::v1::{Acceptance, Cluster, ClusterList, ClusterNames, WhoAmIReply};
+use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
+use futures::StreamExt;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::liveness::Liveness;
+use crate::registration::{Signer, not_registered, now_ms};
+use crate::store::{Action, ClusterStore};
+
+/// Everything the API handlers need.
+pub struct Api {
+    /// Cluster records.
+    pub store: ClusterStore,
+    /// Signs spoke certificates on accept.
+    pub signer: Arc<Signer>,
+    /// Live availability.
+    pub liveness: Arc<Liveness>,
+    /// System-account connection, to close revoked connections.
+    pub sys: async_nats::Client,
+    /// Subjects of this fleet.
+    pub subjects: Subjects,
+    /// Users with admin rights.
+    pub admins: Vec<UserName>,
+}
+
+impl Api {
+    /// Serves the API on `client` until `shutdown`.
+    pub async fn serve(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let service = client
+            .service_builder()
+            .description("fleetbus hub API")
+            .start("fleetbus-hub", env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the hub API service: {e}"))?;
+        let mut endpoints = Vec::new();
+        for endpoint in ApiEndpoint::ALL {
+            let stream = service
+                .endpoint_builder()
+                .name(endpoint.name())
+                .add(self.subjects.api_endpoint_all(endpoint))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot add endpoint {}: {e}", endpoint.name()))?;
+            endpoints.push(stream.map(move |request| (endpoint, request)).boxed());
+        }
+        let mut requests = futures::stream::select_all(endpoints);
+        loop {
+            let (endpoint, request) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = requests.next() => match next { Some(r) => r, None => break },
+            };
+            let api = self.clone();
+            tracker.spawn(async move { api.handle(endpoint, request).await });
+        }
+        let _ = service.stop().await;
+        Ok(())
+    }
+
+    async fn handle(&self, endpoint: ApiEndpoint, request: service::Request) {
+        let subject = request.message.subject.to_string();
+        let result = match self.subjects.api_caller(&subject) {
+            Some(caller) => self.dispatch(endpoint, &caller, &subject, &request.message.payload).await,
+            None => Err(ApiError::bad_request("no caller in subject")),
+        };
+        match &result {
+            Ok(_) => tracing::info!(endpoint = %endpoint.name(), %subject, "api call"),
+            Err(e) => tracing::info!(endpoint = %endpoint.name(), %subject, code = e.code, error = %e, "api call refused"),
+        }
+        let response = result.map_err(|e| service::error::Error {
+            code: e.code.into(),
+            status: e.message,
+        });
+        if let Err(e) = request.respond(response).await {
+            tracing::warn!(error = %e, "could not answer api call");
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        endpoint: ApiEndpoint,
+        caller: &UserName,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Bytes, ApiError> {
+        let admin = self.admins.contains(caller);
+        if endpoint.admin_only() && !admin {
+            return Err(ApiError::forbidden(format!("user {caller} is not a hub admin")));
+        }
+        let body = match endpoint {
+            ApiEndpoint::WhoAmI => WhoAmIReply {
+                identity: Identity::User(caller.clone()).to_string(),
+                admin,
+            }
+            .encode_to_vec(),
+            ApiEndpoint::ClustersList => self.list().await?.encode_to_vec(),
+            ApiEndpoint::ClustersAccept | ApiEndpoint::ClustersDeny | ApiEndpoint::ClustersDelete => {
+                let names = decode::<ClusterNames>(subject, payload)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                self.decide_all(endpoint, caller, names).await?.encode_to_vec()
+            }
+        };
+        Ok(Bytes::from(body))
+    }
+
+    async fn list(&self) -> Result<ClusterList, ApiError> {
+        let items = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|record| Cluster {
+                conditions: self.liveness.conditions(&record),
+                name: record.name,
+                acceptance: record.acceptance,
+                claims: record.claims,
+                created_ms: record.created_ms,
+                certificate_not_after_ms: record.certificate_not_after_ms,
+            })
+            .collect();
+        Ok(ClusterList { items })
+    }
+
+    /// Applies accept/deny/delete to every name; all are attempted, errors are reported together.
+    async fn decide_all(
+        &self,
+        endpoint: ApiEndpoint,
+        caller: &UserName,
+        names: ClusterNames,
+    ) -> Result<ClusterNames, ApiError> {
+        if names.names.is_empty() {
+            return Err(ApiError::bad_request("no cluster names given"));
+        }
+        let mut done = Vec::new();
+        let mut errors: Vec<ApiError> = Vec::new();
+        for raw in &names.names {
+            let result = match ClusterName::new(raw.as_str()) {
+                Ok(name) => self.decide(endpoint, caller, &name).await,
+                Err(e) => Err(ApiError::bad_request(e.to_string())),
+            };
+            match result {
+                Ok(()) => done.push(raw.clone()),
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.first() {
+            None => Ok(ClusterNames { names: done }),
+            Some(first) => Err(ApiError {
+                code: first.code,
+                message: errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "),
+            }),
+        }
+    }
+
+    async fn decide(&self, endpoint: ApiEndpoint, caller: &UserName, name: &ClusterName) -> Result<(), ApiError> {
+        let signer = &self.signer;
+        let revoke = self
+            .store
+            .update(name, |current| {
+                let mut record = current.ok_or_else(|| not_registered(name))?;
+                let was_accepted = record.acceptance() == Acceptance::Accepted;
+                let action = match endpoint {
+                    ApiEndpoint::ClustersDelete => Action::Delete,
+                    ApiEndpoint::ClustersAccept if was_accepted => Action::Keep,
+                    ApiEndpoint::ClustersAccept => {
+                        let (cert, not_after) = signer
+                            .sign(&record.csr_pem, name)
+                            .map_err(|e| ApiError::conflict(format!("cannot sign the CSR of {name}: {e}")))?;
+                        record.certificate_pem = cert;
+                        record.certificate_not_after_ms = not_after;
+                        record.acceptance = Acceptance::Accepted as i32;
+                        record.decided_by = caller.to_string();
+                        record.decided_ms = now_ms();
+                        Action::Put(record)
+                    }
+                    _ => {
+                        record.acceptance = Acceptance::Denied as i32;
+                        record.certificate_pem.clear();
+                        record.decided_by = caller.to_string();
+                        record.decided_ms = now_ms();
+                        Action::Put(record)
+                    }
+                };
+                let revoke = was_accepted && endpoint != ApiEndpoint::ClustersAccept;
+                Ok::<_, ApiError>((action, revoke))
+            })
+            .await?;
+        tracing::info!(cluster = %name, by = %caller, action = endpoint.tokens().1, "cluster decision");
+        if revoke {
+            self.liveness.disconnected(name);
+            match system::kick(&self.sys, &Identity::Spoke(name.clone())).await {
+                Ok(n) => tracing::info!(cluster = %name, connections = n, "closed revoked connections"),
+                Err(e) => tracing::warn!(cluster = %name, error = %e, "could not close revoked connections"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! A fresh fleet PKI and a real nats-server (TLS + JetStream + auth callout) per test.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetbus_nats::init::InitOptions;
+use fleetbus_nats::server::{AuthKeys, NatsServer, ServerConfig, find_binary, free_port};
+use fleetbus_nats::{PkiDir, TlsFiles, connect};
+use fleetbus_schema::{Identity, Subjects};
+
+/// One test's NATS world.
+pub struct NatsEnv {
+    /// Server before dir: it must die before its files go.
+    pub server: NatsServer,
+    /// The fleet PKI (`certs init` output).
+    pub pki: PkiDir,
+    /// The callout nkeys.
+    pub keys: AuthKeys,
+    /// A random subject prefix.
+    pub subjects: Subjects,
+    /// Everything on disk.
+    pub dir: tempfile::TempDir,
+}
+
+impl NatsEnv {
+    /// Starts a server with a new PKI in a temporary folder.
+    pub fn start() -> anyhow::Result<Self> {
+        fleetbus_nats::install_crypto_provider();
+        init_tracing();
+        let dir = tempfile::tempdir()?;
+        let pki = PkiDir::new(dir.path().join("pki"));
+        pki.init(&InitOptions::default())?;
+        let keys = AuthKeys::load(&pki)?;
+        let config = ServerConfig::local(&pki, &keys, free_port()?, dir.path().join("jetstream"));
+        let server = NatsServer::start(&find_binary()?, config, &dir.path().join("nats"))?;
+        let subjects = Subjects::new(&format!("t{:08x}", rand_u32()))?;
+        Ok(Self {
+            server,
+            pki,
+            keys,
+            subjects,
+            dir,
+        })
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Issues (once) a certificate for `identity` and returns its TLS files.
+    pub fn tls_for(&self, identity: &Identity) -> anyhow::Result<TlsFiles> {
+        let name = identity.to_string().replace(':', "-");
+        let certs = self.dir.path().join("identities");
+        let pair = (certs.join(format!("{name}.crt")), certs.join(format!("{name}.key")));
+        if !pair.0.exists() {
+            self.pki
+                .issue(identity, pair.clone(), Duration::from_secs(3600))
+                .context("issue test certificate")?;
+        }
+        Ok(TlsFiles {
+            ca: self.pki.ca_cert(),
+            cert: pair.0,
+            key: pair.1,
+        })
+    }
+
+    /// Connects as `identity` with a certificate from the fleet CA.
+    pub async fn connect_as(&self, identity: &Identity) -> anyhow::Result<async_nats::Client> {
+        let tls = self.tls_for(identity)?;
+        self.connect_with(&tls, identity).await
+    }
+
+    /// Connects with explicit TLS files.
+    pub async fn connect_with(
+        &self,
+        tls: &TlsFiles,
+        identity: &Identity,
+    ) -> anyhow::Result<async_nats::Client> {
+        let options = connect::options(tls, &self.subjects, identity)
+            .max_reconnects(Some(3))
+            .event_callback(|e| async move { tracing::debug!(event = %e, "test client") });
+        Ok(connect::connect(&self.url(), tls, identity, options).await?)
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() as u32
+}
+
+/// Test logs go to the test's captured output; `RUST_LOG` picks the level.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
