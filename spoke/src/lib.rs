@@ -1,1 +1,35 @@
-//! placeholder
+//! The fleetbus agent in a managed cluster: it joins the hub (OCM double opt-in), heartbeats,
+//! rotates its certificate, and re-joins if the hub revokes it.
+//!
+//! Must not depend on the hub.
+
+pub mod config;
+pub mod join;
+pub mod kube;
+pub mod session;
+
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Args, Config};
+
+use crate::session::SessionEnd;
+
+/// Runs the spoke until `shutdown` fires, or until joining fails for good.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let kube = kube::Kube::connect(config.kubeconfig.as_deref()).await?;
+    loop {
+        if !join::has_valid_certificate(&config) {
+            let claims = session::claims(&config, &kube).await;
+            if !join::join(&config, claims, &shutdown).await? {
+                return Ok(());
+            }
+        }
+        match session::run(&config, &kube, &shutdown).await? {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Revoked => {
+                // Keep the key; a new join with it is pending until an admin accepts again.
+                let _ = std::fs::remove_file(config.spoke_tls().cert);
+            }
+        }
+    }
+}

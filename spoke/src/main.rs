@@ -1,1 +1,23 @@
-fn main() {}
+//! `fleetbus-spoke`: parse flags, set up logging, run until SIGTERM.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = fleetbus_spoke::Args::parse();
+    fleetbus_nats::process::init(&args.log_format);
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fleetbus-spoke: {e}");
+            return std::process::ExitCode::from(64);
+        }
+    };
+    match fleetbus_spoke::run(config, fleetbus_nats::process::shutdown_on_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Spoke configuration: flags with `FLEETBUS_*` environment fallbacks, resolved into a plain
+//! [`Config`] before anything connects.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fleetbus_nats::TlsFiles;
+use fleetbus_schema::{ClusterName, Subjects};
+
+/// `fleetbus-spoke` flags.
+#[derive(Debug, Parser)]
+#[command(name = "fleetbus-spoke", version, about = "The fleetbus agent in a managed cluster")]
+pub struct Args {
+    /// Name of this managed cluster (a DNS-1123 label).
+    #[arg(long, env = "FLEETBUS_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// nats-server URL of the hub.
+    #[arg(long, env = "FLEETBUS_NATS_URL", default_value = "tls://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Folder with ca.crt, bootstrap.crt and bootstrap.key (used only to ask to join).
+    #[arg(long, env = "FLEETBUS_BOOTSTRAP_DIR")]
+    pub bootstrap_dir: PathBuf,
+    /// Where the spoke keeps its key and the certificate the hub signed.
+    #[arg(long, env = "FLEETBUS_STATE_DIR", default_value = "/var/lib/fleetbus-spoke")]
+    pub state_dir: PathBuf,
+    /// kubeconfig of this cluster; in-cluster config or $KUBECONFIG when absent.
+    #[arg(long, env = "FLEETBUS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Subject prefix of the fleet.
+    #[arg(long, env = "FLEETBUS_SUBJECT_PREFIX", default_value = "fleet")]
+    pub subject_prefix: String,
+    /// Labels reported as cluster claims (`k=v,k2=v2`).
+    #[arg(long, env = "FLEETBUS_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Heartbeat period.
+    #[arg(long, env = "FLEETBUS_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How often a pending spoke asks again whether it was accepted.
+    #[arg(long, env = "FLEETBUS_JOIN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub join_interval: Duration,
+    /// Log format.
+    #[arg(long, env = "FLEETBUS_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
+    pub log_format: String,
+}
+
+/// Resolved spoke configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This cluster.
+    pub cluster: ClusterName,
+    /// nats-server URL.
+    pub nats_url: String,
+    /// Bootstrap identity files.
+    pub bootstrap: TlsFiles,
+    /// State folder.
+    pub state_dir: PathBuf,
+    /// kubeconfig, if not in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Subject builder.
+    pub subjects: Subjects,
+    /// Cluster labels.
+    pub labels: BTreeMap<String, String>,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Join poll period.
+    pub join_interval: Duration,
+    /// Renew the certificate after this fraction of its lifetime (0.77: 23 % left).
+    pub renew_fraction: f64,
+}
+
+impl Args {
+    /// Checks the flags and resolves them.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let mut labels = BTreeMap::new();
+        for label in self.labels.iter().filter(|l| !l.is_empty()) {
+            let (k, v) = label
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("label {label:?} is not key=value"))?;
+            labels.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            anyhow::bail!("--heartbeat-interval must be at least 100ms");
+        }
+        let mut config = Config::new(
+            ClusterName::new(self.cluster_name)?,
+            self.nats_url,
+            self.bootstrap_dir,
+            self.state_dir,
+            Subjects::new(&self.subject_prefix)?,
+        );
+        config.kubeconfig = self.kubeconfig;
+        config.labels = labels;
+        config.heartbeat_interval = self.heartbeat_interval;
+        config.join_interval = self.join_interval;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Defaults for `cluster` (tests and local-up start from here).
+    pub fn new(
+        cluster: ClusterName,
+        nats_url: String,
+        bootstrap_dir: PathBuf,
+        state_dir: PathBuf,
+        subjects: Subjects,
+    ) -> Self {
+        Self {
+            cluster,
+            nats_url,
+            bootstrap: TlsFiles {
+                ca: bootstrap_dir.join("ca.crt"),
+                cert: bootstrap_dir.join("bootstrap.crt"),
+                key: bootstrap_dir.join("bootstrap.key"),
+            },
+            state_dir,
+            kubeconfig: None,
+            subjects,
+            labels: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            join_interval: Duration::from_secs(2),
+            renew_fraction: 0.77,
+        }
+    }
+
+    /// The spoke's own TLS files in the state folder.
+    pub fn spoke_tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.bootstrap.ca.clone(),
+            cert: self.state_dir.join("tls.crt"),
+            key: self.state_dir.join("tls.key"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["fleetbus-spoke", "--cluster-name", "cluster1", "--bootstrap-dir", "/b"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)?.resolve()
+    }
+
+    #[test]
+    fn defaults_and_labels() {
+        let c = parse(&["--labels", "env=dev,region=eu"]).unwrap();
+        assert_eq!(c.cluster.as_str(), "cluster1");
+        assert_eq!(c.labels["region"], "eu");
+        assert_eq!(c.bootstrap.cert, PathBuf::from("/b/bootstrap.crt"));
+        assert_eq!(c.spoke_tls().key, PathBuf::from("/var/lib/fleetbus-spoke/tls.key"));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        for bad in [
+            vec!["fleetbus-spoke", "--cluster-name", "Cluster.1", "--bootstrap-dir", "/b"],
+            vec!["fleetbus-spoke", "--cluster-name", "c1", "--bootstrap-dir", "/b", "--labels", "novalue"],
+            vec!["fleetbus-spoke", "--cluster-name", "c1", "--bootstrap-dir", "/b", "--heartbeat-interval", "1ms"],
+        ] {
+            assert!(Args::try_parse_from(bad).map_err(anyhow::Error::from).and_then(Args::resolve).is_err());
+        }
+    }
+}

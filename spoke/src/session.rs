@@ -1,0 +1,178 @@
+//! A spoke's life with its own identity: heartbeats, certificate rotation before 23 % of the
+//! lifetime is left (new key, CSR to the hub, files swapped, `force_reconnect`), and noticing
+//! when the hub revoked it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::{Event, ServerError};
+use fleetbus_nats::connect::{self, connect_retrying};
+use fleetbus_nats::files::write_atomic;
+use fleetbus_nats::pki;
+use fleetbus_schema::v1::{ClusterClaims, Heartbeat, RenewReply, RenewRequest};
+use fleetbus_schema::{HubTopic, Identity, decode, headers};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kube::Kube;
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Shutdown was requested.
+    Shutdown,
+    /// nats-server keeps refusing this identity: the cluster was denied or deleted.
+    Revoked,
+}
+
+/// Consecutive authorization refusals (without a successful connect) taken as revocation.
+const REFUSALS_FOR_REVOKED: usize = 3;
+
+/// Runs until shutdown or revocation.
+pub async fn run(config: &Config, kube: &Kube, shutdown: &CancellationToken) -> anyhow::Result<SessionEnd> {
+    let identity = Identity::Spoke(config.cluster.clone());
+    let tls = config.spoke_tls();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let options = || {
+        let tx = events_tx.clone();
+        connect::options(&tls, &config.subjects, &identity)
+            .request_timeout(Some(Duration::from_secs(10)))
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    tracing::info!(%event, "nats");
+                    let _ = tx.send(event);
+                }
+            })
+    };
+    let Some(client) = connect_retrying(&config.nats_url, &tls, &identity, options, shutdown).await else {
+        return Ok(SessionEnd::Shutdown);
+    };
+    tracing::info!(cluster = %config.cluster, "connected with the cluster identity");
+    let session = shutdown.child_token();
+    let heartbeat = tokio::spawn(heartbeats(client.clone(), config.clone(), kube.clone(), session.clone()));
+    let rotation = tokio::spawn(rotate(client.clone(), config.clone(), session.clone()));
+    let mut refusals = 0;
+    let end = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break SessionEnd::Shutdown,
+            event = events.recv() => match event {
+                Some(Event::Connected) => refusals = 0,
+                Some(Event::ServerError(ServerError::AuthorizationViolation)) => {
+                    refusals += 1;
+                    if refusals >= REFUSALS_FOR_REVOKED {
+                        tracing::warn!(cluster = %config.cluster, "the hub no longer admits this cluster's identity; joining again");
+                        break SessionEnd::Revoked;
+                    }
+                }
+                Some(_) => {}
+                None => break SessionEnd::Shutdown,
+            },
+        }
+    };
+    session.cancel();
+    let _ = heartbeat.await;
+    let _ = rotation.await;
+    let _ = client.drain().await;
+    Ok(end)
+}
+
+/// Claims as they are now (the version is empty while the apiserver cannot be asked).
+pub async fn claims(config: &Config, kube: &Kube) -> ClusterClaims {
+    ClusterClaims {
+        kube_version: kube.version().await.unwrap_or_default(),
+        labels: config.labels.clone().into_iter().collect(),
+    }
+}
+
+async fn heartbeats(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+    let subject = config.subjects.hub(&config.cluster, HubTopic::Heartbeat);
+    let sequence = Arc::new(AtomicU64::new(0));
+    let mut claims = claims(&config, &kube).await;
+    let mut tick = tokio::time::interval(config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ready = kube.ready().await;
+        if ready.is_ok() && claims.kube_version.is_empty() {
+            claims.kube_version = kube.version().await.unwrap_or_default();
+        }
+        let beat = Heartbeat {
+            claims: Some(claims.clone()),
+            kube_ready: ready.is_ok(),
+            kube_message: ready.err().unwrap_or_default(),
+            sequence: sequence.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Err(e) = client.publish(subject.clone(), beat.encode_to_vec().into()).await {
+            tracing::warn!(error = %e, "heartbeat not sent");
+        }
+    }
+}
+
+async fn rotate(client: async_nats::Client, config: Config, stop: CancellationToken) {
+    loop {
+        let wait = match time_until_renewal(&config) {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read own certificate; rotation stopped");
+                return;
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match renew(&client, &config).await {
+            Ok(()) => {
+                tracing::info!(cluster = %config.cluster, "certificate rotated");
+                client.force_reconnect().await.ok();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate renewal failed; retrying in 5s");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn time_until_renewal(config: &Config) -> anyhow::Result<Duration> {
+    let pem = std::fs::read_to_string(config.spoke_tls().cert)?;
+    let info = pki::inspect(&pem)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let at = info.renew_at_ms(config.renew_fraction);
+    Ok(Duration::from_millis(at.saturating_sub(now).max(0) as u64))
+}
+
+/// One renewal: a new key, a CSR to the hub, both files replaced atomically.
+async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<()> {
+    let identity = Identity::Spoke(config.cluster.clone());
+    let (key, csr) = pki::new_key_and_csr(&identity)?;
+    let expected_key = pki::csr_key_fingerprint(&csr)?;
+    let subject = config.subjects.hub(&config.cluster, HubTopic::Renew);
+    let msg = client
+        .request(subject, RenewRequest { csr_pem: csr }.encode_to_vec().into())
+        .await?;
+    if let Some(error) = msg.headers.as_ref().and_then(|h| h.get(headers::SERVICE_ERROR)) {
+        anyhow::bail!("hub refused renewal: {error}");
+    }
+    let reply = decode::<RenewReply>(&msg.subject, &msg.payload)?;
+    let info = pki::inspect(&reply.certificate_pem)?;
+    if info.identity.as_ref() != Some(&identity) || info.key_fingerprint != expected_key {
+        anyhow::bail!("hub returned a certificate for another identity or key");
+    }
+    let tls = config.spoke_tls();
+    write_atomic(&tls.key, key.as_bytes(), true)?;
+    write_atomic(&tls.cert, reply.certificate_pem.as_bytes(), false)?;
+    Ok(())
+}
