@@ -1,1 +1,16 @@
-fn main() {}
+//! `fleetbus`: one command, one clear line on failure.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = fleetbus_cli::cli::Cli::parse();
+    fleetbus_nats::process::init("plain");
+    match fleetbus_cli::run(cli, &mut std::io::stdout()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The CLI's connection to the hub API: mutual TLS as the user in `--cert`, one request per
+//! call, NATS micro errors turned into one line.
+
+use std::time::Duration;
+
+use fleetbus_nats::{TlsFiles, connect};
+use fleetbus_schema::{ApiEndpoint, Identity, Subjects, UserName, headers};
+use prost::Message;
+
+use crate::cli::HubFlags;
+
+/// A failed hub API call, as the user should read it.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] fleetbus_nats::ConnectError),
+    /// The certificate is not a user's.
+    #[error("{0} is not a user identity; the hub API is for users (fleetbus certs user NAME)")]
+    NotAUser(String),
+    /// Nobody serves the API.
+    #[error("no hub is answering at {0} (is fleetbus-hub running?)")]
+    NoHub(String),
+    /// The hub did not answer in time.
+    #[error("the hub did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The hub refused or failed.
+    #[error("{message}")]
+    Hub {
+        /// HTTP-like code.
+        code: u16,
+        /// The hub's message.
+        message: String,
+    },
+    /// Anything else on the wire.
+    #[error("hub API call failed: {0}")]
+    Other(String),
+}
+
+/// A connected hub API client.
+pub struct HubClient {
+    client: async_nats::Client,
+    subjects: Subjects,
+    user: UserName,
+    url: String,
+    timeout: Duration,
+}
+
+impl HubClient {
+    /// Connects as the user whose certificate `flags` name.
+    pub async fn connect(flags: &HubFlags) -> Result<Self, CallError> {
+        let tls = TlsFiles {
+            ca: flags.ca.clone(),
+            cert: flags.cert.clone(),
+            key: flags.key.clone(),
+        };
+        let identity = tls.identity()?;
+        let Identity::User(user) = &identity else {
+            return Err(CallError::NotAUser(identity.to_string()));
+        };
+        let subjects = Subjects::new(&flags.subject_prefix).map_err(|e| CallError::Other(e.to_string()))?;
+        let options = connect::options(&tls, &subjects, &identity)
+            .max_reconnects(Some(2))
+            .request_timeout(Some(flags.timeout));
+        let client = connect::connect(&flags.nats_url, &tls, &identity, options).await?;
+        Ok(Self {
+            client,
+            user: user.clone(),
+            subjects,
+            url: flags.nats_url.clone(),
+            timeout: flags.timeout,
+        })
+    }
+
+    /// Calls `endpoint` with `request` and decodes the reply.
+    pub async fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        endpoint: ApiEndpoint,
+        request: &Req,
+    ) -> Result<Resp, CallError> {
+        use async_nats::client::RequestErrorKind;
+        let subject = self.subjects.api(&self.user, endpoint);
+        let msg = self
+            .client
+            .request(subject.clone(), request.encode_to_vec().into())
+            .await
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => CallError::NoHub(self.url.clone()),
+                RequestErrorKind::TimedOut => CallError::Timeout(self.timeout),
+                _ => CallError::Other(e.to_string()),
+            })?;
+        if let Some(h) = msg.headers.as_ref() {
+            if let Some(message) = h.get(headers::SERVICE_ERROR) {
+                let code = h
+                    .get(headers::SERVICE_ERROR_CODE)
+                    .and_then(|c| c.as_str().parse().ok())
+                    .unwrap_or(500);
+                return Err(CallError::Hub {
+                    code,
+                    message: message.to_string(),
+                });
+            }
+        }
+        fleetbus_schema::decode(&subject, &msg.payload).map_err(|e| CallError::Other(e.to_string()))
+    }
+}
