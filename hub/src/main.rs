@@ -5,7 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = fleetbus_hub::Args::parse();
-    fleetbus_nats::process::init(&args.log_format);
+    fleetbus_nats::process::init(&args.log_format, "info,async_nats=warn");
     let config = match args.resolve() {
         Ok(config) => config,
         Err(e) => {

@@ -4,13 +4,14 @@
 use tokio_util::sync::CancellationToken;
 
 /// Installs the crypto provider and a tracing subscriber (`plain` or `json`, level from
-/// `RUST_LOG`, default `info`). Only binaries call this.
-pub fn init(log_format: &str) {
+/// `RUST_LOG`, else `default_filter`). Only binaries call this.
+pub fn init(log_format: &str, default_filter: &str) {
     crate::install_crypto_provider();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,async_nats=warn".into());
+        .unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if log_format == "json" {
         builder.json().init();

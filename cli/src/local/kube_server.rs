@@ -76,10 +76,11 @@ impl KubeServer {
         let admin_token = format!("{:032x}", rand::random::<u128>());
         let tokens = dir.join("tokens.csv");
         write_atomic(&tokens, format!("{admin_token},admin,admin-uid,system:masters\n").as_bytes(), true)?;
-        let sa_key = dir.join("sa.key");
-        if !sa_key.exists() {
+        let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
+        if !sa_key.exists() || !sa_pub.exists() {
             let key = rcgen::KeyPair::generate()?;
             write_atomic(&sa_key, key.serialize_pem().as_bytes(), true)?;
+            write_atomic(&sa_pub, key.public_key_pem().as_bytes(), false)?;
         }
         let cert_dir = dir.join("apiserver");
         let api_args: Vec<String> = vec![
@@ -90,7 +91,7 @@ impl KubeServer {
             format!("--cert-dir={}", cert_dir.display()),
             format!("--token-auth-file={}", tokens.display()),
             "--authorization-mode=RBAC".into(),
-            format!("--service-account-key-file={}", sa_key.display()),
+            format!("--service-account-key-file={}", sa_pub.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             "--api-audiences=https://kubernetes.default.svc".into(),
@@ -139,10 +140,13 @@ impl KubeServer {
         Ok(kube::Client::try_from(config)?)
     }
 
-    async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let client = self.admin_client().await?;
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(status) = self.apiserver.try_wait()? {
+                anyhow::bail!("kube-apiserver exited ({status})");
+            }
             let request = http::Request::get("/readyz").body(Vec::new())?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => return Ok(()),
