@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::{Event, ServerError};
+use async_nats::{ClientError, Event, ServerError};
 use fleetbus_nats::connect::{self, connect_retrying};
 use fleetbus_nats::files::write_atomic;
 use fleetbus_nats::pki;
@@ -61,7 +61,7 @@ pub async fn run(config: &Config, kube: &Kube, shutdown: &CancellationToken) -> 
             () = shutdown.cancelled() => break SessionEnd::Shutdown,
             event = events.recv() => match event {
                 Some(Event::Connected) => refusals = 0,
-                Some(Event::ServerError(ServerError::AuthorizationViolation)) => {
+                Some(event) if is_refusal(&event) => {
                     refusals += 1;
                     if refusals >= REFUSALS_FOR_REVOKED {
                         tracing::warn!(cluster = %config.cluster, "the hub no longer admits this cluster's identity; joining again");
@@ -78,6 +78,15 @@ pub async fn run(config: &Config, kube: &Kube, shutdown: &CancellationToken) -> 
     let _ = rotation.await;
     let _ = client.drain().await;
     Ok(end)
+}
+
+/// A refused (re)connect: the server says so directly, or the connector reports it.
+fn is_refusal(event: &Event) -> bool {
+    match event {
+        Event::ServerError(ServerError::AuthorizationViolation) => true,
+        Event::ClientError(ClientError::Other(text)) => text.contains("authorization violation"),
+        _ => false,
+    }
 }
 
 /// Claims as they are now (the version is empty while the apiserver cannot be asked).
@@ -175,4 +184,17 @@ async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<(
     write_atomic(&tls.key, key.as_bytes(), true)?;
     write_atomic(&tls.cert, reply.certificate_pem.as_bytes(), false)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_recognised_in_both_shapes() {
+        assert!(is_refusal(&Event::ServerError(ServerError::AuthorizationViolation)));
+        assert!(is_refusal(&Event::ClientError(ClientError::Other("nats: authorization violation".into()))));
+        assert!(!is_refusal(&Event::ClientError(ClientError::Other("io error".into()))));
+        assert!(!is_refusal(&Event::Disconnected));
+    }
 }

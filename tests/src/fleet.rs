@@ -1,1 +1,197 @@
-pub struct Fleet;
+//! A whole fleet in one test: nats-server, hub replicas and spokes run in-process through
+//! their `run(config, shutdown)`, kube-apiservers as child processes, the CLI through its
+//! library entry point.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use fleetbus_cli::cli::{Cli, HubFlags};
+use fleetbus_cli::hub_client::HubClient;
+use fleetbus_cli::local::kube_server::KubeServer;
+use fleetbus_schema::v1::{Cluster, ClusterList, ConditionStatus, ListClustersRequest};
+use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, UserName};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::nats_env::NatsEnv;
+use crate::wait::eventually;
+
+/// A running hub or spoke.
+pub struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Requests shutdown and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .context("did not stop within 15s")??
+    }
+
+    /// Whether it has exited on its own.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Its result, once finished.
+    pub async fn join(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// nats-server plus one hub.
+pub struct Fleet {
+    /// The NATS world.
+    pub nats: NatsEnv,
+    /// The first hub.
+    pub hub: Option<Running>,
+}
+
+impl Fleet {
+    /// Starts nats-server and a hub, and waits until the hub API answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`Fleet::start`], adjusting the hub config first.
+    pub async fn start_with(adjust: impl FnOnce(&mut fleetbus_hub::Config)) -> anyhow::Result<Self> {
+        let nats = NatsEnv::start()?;
+        let mut fleet = Self { nats, hub: None };
+        let mut config = fleet.hub_config();
+        adjust(&mut config);
+        fleet.hub = Some(fleet.start_hub(config));
+        fleet.wait_for_hub().await?;
+        Ok(fleet)
+    }
+
+    /// The default hub config of this fleet.
+    pub fn hub_config(&self) -> fleetbus_hub::Config {
+        fleetbus_hub::Config::new(self.nats.url(), self.nats.pki.clone(), self.nats.subjects.clone())
+    }
+
+    /// Starts a(nother) hub replica.
+    pub fn start_hub(&self, config: fleetbus_hub::Config) -> Running {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(fleetbus_hub::run(config, shutdown.clone()));
+        Running { shutdown, task }
+    }
+
+    /// Waits until some hub answers the API.
+    pub async fn wait_for_hub(&self) -> anyhow::Result<()> {
+        eventually("the hub API", Duration::from_secs(20), || async {
+            self.cli(&["whoami"]).await.ok()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Hub API flags for `user` (whose certificate is issued on first use).
+    pub fn flags_for(&self, user: &str) -> anyhow::Result<HubFlags> {
+        let tls = if user == "admin" {
+            let (cert, key) = self.nats.pki.user("admin");
+            fleetbus_nats::TlsFiles { ca: self.nats.pki.ca_cert(), cert, key }
+        } else {
+            self.nats.tls_for(&Identity::User(UserName::new(user)?))?
+        };
+        Ok(HubFlags {
+            nats_url: self.nats.url(),
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+            subject_prefix: self.nats.subjects.prefix().to_owned(),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Runs a `fleetbus` command as admin and returns its output.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.cli_as("admin", args).await
+    }
+
+    /// Runs a `fleetbus` command as `user`.
+    pub async fn cli_as(&self, user: &str, args: &[&str]) -> anyhow::Result<String> {
+        let flags = self.flags_for(user)?;
+        let mut argv: Vec<String> = vec!["fleetbus".into()];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv.extend([
+            "--nats-url".into(), flags.nats_url,
+            "--ca".into(), flags.ca.display().to_string(),
+            "--cert".into(), flags.cert.display().to_string(),
+            "--key".into(), flags.key.display().to_string(),
+            "--subject-prefix".into(), flags.subject_prefix,
+            "--timeout".into(), "5s".into(),
+        ]);
+        let cli = Cli::try_parse_from(argv)?;
+        let mut out = Vec::new();
+        fleetbus_cli::run(cli, &mut out).await?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    /// The cluster list as the admin sees it.
+    pub async fn clusters(&self) -> anyhow::Result<Vec<Cluster>> {
+        let client = HubClient::connect(&self.flags_for("admin")?).await?;
+        let list: ClusterList = client.call(ApiEndpoint::ClustersList, &ListClustersRequest {}).await?;
+        Ok(list.items)
+    }
+
+    /// One cluster, if registered.
+    pub async fn cluster(&self, name: &str) -> anyhow::Result<Option<Cluster>> {
+        Ok(self.clusters().await?.into_iter().find(|c| c.name == name))
+    }
+
+    /// Waits until `name`'s `ManagedClusterConditionAvailable` has `status`.
+    pub async fn wait_available(&self, name: &str, status: ConditionStatus, timeout: Duration) -> anyhow::Result<()> {
+        eventually(&format!("{name} Available={status:?}"), timeout, || async {
+            let cluster = self.cluster(name).await.ok()??;
+            let available = cluster.conditions.iter().find(|c| c.r#type == "ManagedClusterConditionAvailable")?;
+            (available.status() == status).then_some(())
+        })
+        .await
+    }
+
+    /// A spoke config for `name` against `kube` (or an unreachable apiserver when `None`).
+    pub fn spoke_config(&self, name: &str, kube: Option<&KubeServer>) -> anyhow::Result<fleetbus_spoke::Config> {
+        let root = self.nats.dir.path().join("spokes").join(name);
+        std::fs::create_dir_all(&root)?;
+        let mut config = fleetbus_spoke::Config::new(
+            ClusterName::new(name)?,
+            self.nats.url(),
+            self.nats.pki.root().to_owned(),
+            root.join("state"),
+            self.nats.subjects.clone(),
+        );
+        config.join_interval = Duration::from_millis(200);
+        config.kubeconfig = Some(match kube {
+            Some(kube) => kube.kubeconfig.clone(),
+            None => unreachable_kubeconfig(&root)?,
+        });
+        config.labels.insert("env".into(), "test".into());
+        Ok(config)
+    }
+
+    /// Starts a spoke.
+    pub fn start_spoke(&self, config: fleetbus_spoke::Config) -> Running {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(fleetbus_spoke::run(config, shutdown.clone()));
+        Running { shutdown, task }
+    }
+
+    /// Starts a kube-apiserver + etcd in this test's folder.
+    pub async fn kube(&self, name: &str) -> anyhow::Result<KubeServer> {
+        KubeServer::start(&self.nats.dir.path().join("kube").join(name)).await
+    }
+}
+
+fn unreachable_kubeconfig(root: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = root.join("unreachable.kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: x\n  user:\n    token: x\ncontexts:\n- name: x\n  context:\n    cluster: x\n    user: x\ncurrent-context: x\n",
+    )?;
+    Ok(path)
+}
