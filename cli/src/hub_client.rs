@@ -22,7 +22,7 @@ pub enum CallError {
     #[error("no hub is answering at {0} (is fleetbus-hub running?)")]
     NoHub(String),
     /// The hub did not answer in time.
-    #[error("the hub did not answer within {0:?}")]
+    #[error("the hub did not answer within {0:?} (is fleetbus-hub running?)")]
     Timeout(Duration),
     /// The hub refused or failed.
     #[error("{message}")]

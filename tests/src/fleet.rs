@@ -195,3 +195,24 @@ fn unreachable_kubeconfig(root: &std::path::Path) -> anyhow::Result<PathBuf> {
     )?;
     Ok(path)
 }
+
+impl Fleet {
+    /// Registers `name` through the real join/accept path (a spoke with an unreachable
+    /// apiserver), stops that spoke and returns the TLS files of its accepted identity.
+    pub async fn accepted_spoke(&self, name: &str) -> anyhow::Result<fleetbus_nats::TlsFiles> {
+        let spoke = self.start_spoke(self.spoke_config(name, None)?);
+        eventually(&format!("{name} registered"), Duration::from_secs(20), || async {
+            self.cluster(name).await.ok()?.map(|_| ())
+        })
+        .await?;
+        self.cli(&["accept", name]).await?;
+        self.wait_available(name, ConditionStatus::False, Duration::from_secs(20)).await?;
+        spoke.stop().await?;
+        let state = self.nats.dir.path().join("spokes").join(name).join("state");
+        Ok(fleetbus_nats::TlsFiles {
+            ca: self.nats.pki.ca_cert(),
+            cert: state.join("tls.crt"),
+            key: state.join("tls.key"),
+        })
+    }
+}

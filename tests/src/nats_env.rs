@@ -101,3 +101,68 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A connection that reports the server's errors (permission violations) on a channel.
+pub struct Observed {
+    /// The connection.
+    pub client: async_nats::Client,
+    events: tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+}
+
+impl NatsEnv {
+    /// Connects as `identity` with `tls`, collecting server errors.
+    pub async fn observed(&self, tls: &TlsFiles, identity: &Identity) -> anyhow::Result<Observed> {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let options = connect::options(tls, &self.subjects, identity)
+            .max_reconnects(Some(3))
+            .request_timeout(Some(Duration::from_secs(2)))
+            .event_callback(move |e| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(e);
+                }
+            });
+        let client = connect::connect(&self.url(), tls, identity, options).await?;
+        Ok(Observed { client, events })
+    }
+}
+
+impl Observed {
+    /// Waits up to two seconds for the server to report a permission violation naming
+    /// `subject` (`what` is `Publish` or `Subscription`).
+    pub async fn expect_violation(&mut self, what: &str, subject: &str) -> anyhow::Result<()> {
+        let wanted = format!("permissions violation for {} to \"{}\"", what.to_lowercase(), subject.to_lowercase());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(async_nats::Event::ServerError(e))) if e.to_string().to_lowercase().contains(&wanted) => return Ok(()),
+                Ok(Some(_)) => continue,
+                _ => anyhow::bail!("no server refusal for {what} to {subject:?}"),
+            }
+        }
+    }
+
+    /// Publishes to `subject` and asserts the server refuses it.
+    pub async fn publish_refused(&mut self, subject: String) -> anyhow::Result<()> {
+        self.client.publish(subject.clone(), "forged".into()).await?;
+        self.client.flush().await?;
+        self.expect_violation("Publish", &subject).await
+    }
+
+    /// Subscribes to `subject` and asserts the server refuses it.
+    pub async fn subscribe_refused(&mut self, subject: String) -> anyhow::Result<()> {
+        let _sub = self.client.subscribe(subject.clone()).await?;
+        self.client.flush().await?;
+        self.expect_violation("Subscription", &subject).await
+    }
+
+    /// Publishes to `subject` and asserts the server says nothing against it.
+    pub async fn publish_allowed(&mut self, subject: String) -> anyhow::Result<()> {
+        self.client.publish(subject.clone(), "ok".into()).await?;
+        self.client.flush().await?;
+        if self.expect_violation("Publish", &subject).await.is_ok() {
+            anyhow::bail!("publish to {subject} was refused");
+        }
+        Ok(())
+    }
+}
