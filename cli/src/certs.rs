@@ -13,7 +13,13 @@ use crate::cli::CertsCommand;
 /// Runs a `certs` subcommand, reporting what was written on `out`.
 pub fn run(command: CertsCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match command {
-        CertsCommand::Init { dir, server_names, server_ips, admin, bootstrap_validity } => {
+        CertsCommand::Init {
+            dir,
+            server_names,
+            server_ips,
+            admin,
+            bootstrap_validity,
+        } => {
             let pki = PkiDir::new(&dir);
             let options = InitOptions {
                 server_names,
@@ -24,18 +30,39 @@ pub fn run(command: CertsCommand, out: &mut impl Write) -> anyhow::Result<()> {
             };
             pki.init(&options)?;
             writeln!(out, "fleet PKI written to {}", dir.display())?;
-            writeln!(out, "  ca.crt ca.key             fleet CA (keep ca.key on the hub only)")?;
+            writeln!(
+                out,
+                "  ca.crt ca.key             fleet CA (keep ca.key on the hub only)"
+            )?;
             writeln!(out, "  server.crt server.key     nats-server")?;
             writeln!(out, "  hub.crt hub.key           fleetbus://hub")?;
-            writeln!(out, "  bootstrap.crt .key        fleetbus://bootstrap (give to new spokes with ca.crt)")?;
-            writeln!(out, "  users/{0}.crt .key    fleetbus://user/{0} (admin)", options.admin)?;
-            writeln!(out, "  nkeys/                    auth-callout keys (hub only)")?;
+            writeln!(
+                out,
+                "  bootstrap.crt .key        fleetbus://bootstrap (give to new spokes with ca.crt)"
+            )?;
+            writeln!(
+                out,
+                "  users/{0}.crt .key    fleetbus://user/{0} (admin)",
+                options.admin
+            )?;
+            writeln!(
+                out,
+                "  nkeys/                    auth-callout keys (hub only)"
+            )?;
         }
-        CertsCommand::User { name, dir, validity } => {
+        CertsCommand::User {
+            name,
+            dir,
+            validity,
+        } => {
             let identity = Identity::User(UserName::new(name)?);
             issue(&PkiDir::new(dir), &identity, validity, out)?;
         }
-        CertsCommand::Auditor { name, dir, validity } => {
+        CertsCommand::Auditor {
+            name,
+            dir,
+            validity,
+        } => {
             let identity = Identity::Auditor(UserName::new(name)?);
             issue(&PkiDir::new(dir), &identity, validity, out)?;
         }
@@ -43,7 +70,12 @@ pub fn run(command: CertsCommand, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn issue(pki: &PkiDir, identity: &Identity, validity: Duration, out: &mut impl Write) -> anyhow::Result<()> {
+fn issue(
+    pki: &PkiDir,
+    identity: &Identity,
+    validity: Duration,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let name = identity.name().unwrap_or_default();
     let pair = match identity {
         Identity::Auditor(_) => pki.auditor(name),

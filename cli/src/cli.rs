@@ -155,7 +155,11 @@ pub enum Output {
 #[derive(Debug, Clone, Args)]
 pub struct HubFlags {
     /// nats-server URL.
-    #[arg(long, env = "FLEETBUS_NATS_URL", default_value = "tls://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "FLEETBUS_NATS_URL",
+        default_value = "tls://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// Fleet CA certificate.
     #[arg(long, env = "FLEETBUS_CA")]

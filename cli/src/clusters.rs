@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use fleetbus_schema::ApiEndpoint;
-use fleetbus_schema::v1::{Acceptance, Cluster, ClusterList, ClusterNames, ConditionStatus, ListClustersRequest};
+use fleetbus_schema::v1::{
+    Acceptance, Cluster, ClusterList, ClusterNames, ConditionStatus, ListClustersRequest,
+};
 use serde_json::{Value, json};
 
 use crate::cli::{HubFlags, Output};
@@ -15,7 +17,9 @@ const AVAILABLE: &str = "ManagedClusterConditionAvailable";
 /// Prints the clusters.
 pub async fn get(hub: &HubFlags, output: Output, out: &mut impl Write) -> anyhow::Result<()> {
     let client = HubClient::connect(hub).await?;
-    let list: ClusterList = client.call(ApiEndpoint::ClustersList, &ListClustersRequest {}).await?;
+    let list: ClusterList = client
+        .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
+        .await?;
     match output {
         Output::Table => {
             if list.items.is_empty() {
@@ -24,7 +28,14 @@ pub async fn get(hub: &HubFlags, output: Output, out: &mut impl Write) -> anyhow
             }
             let now = now_ms();
             let rows: Vec<Vec<String>> = list.items.iter().map(|c| row(c, now)).collect();
-            let header = ["NAME", "ACCEPTED", "AVAILABLE", "KUBE VERSION", "LABELS", "AGE"];
+            let header = [
+                "NAME",
+                "ACCEPTED",
+                "AVAILABLE",
+                "KUBE VERSION",
+                "LABELS",
+                "AGE",
+            ];
             write!(out, "{}", table(&header, &rows))?;
         }
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&as_list(&list))?)?,
@@ -35,7 +46,11 @@ pub async fn get(hub: &HubFlags, output: Output, out: &mut impl Write) -> anyhow
 
 fn row(c: &Cluster, now: i64) -> Vec<String> {
     let claims = c.claims.clone().unwrap_or_default();
-    let mut labels: Vec<String> = claims.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut labels: Vec<String> = claims
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     labels.sort();
     vec![
         c.name.clone(),
@@ -46,7 +61,11 @@ fn row(c: &Cluster, now: i64) -> Vec<String> {
             .map_or("", |x| status(x.status()))
             .into(),
         claims.kube_version,
-        if labels.is_empty() { "<none>".into() } else { labels.join(",") },
+        if labels.is_empty() {
+            "<none>".into()
+        } else {
+            labels.join(",")
+        },
         age(c.created_ms, now),
     ]
 }

@@ -58,7 +58,8 @@ impl HubClient {
         let Identity::User(user) = &identity else {
             return Err(CallError::NotAUser(identity.to_string()));
         };
-        let subjects = Subjects::new(&flags.subject_prefix).map_err(|e| CallError::Other(e.to_string()))?;
+        let subjects =
+            Subjects::new(&flags.subject_prefix).map_err(|e| CallError::Other(e.to_string()))?;
         let options = connect::options(&tls, &subjects, &identity)
             .max_reconnects(Some(2))
             .request_timeout(Some(flags.timeout));
@@ -89,17 +90,17 @@ impl HubClient {
                 RequestErrorKind::TimedOut => CallError::Timeout(self.timeout),
                 _ => CallError::Other(e.to_string()),
             })?;
-        if let Some(h) = msg.headers.as_ref() {
-            if let Some(message) = h.get(headers::SERVICE_ERROR) {
-                let code = h
-                    .get(headers::SERVICE_ERROR_CODE)
-                    .and_then(|c| c.as_str().parse().ok())
-                    .unwrap_or(500);
-                return Err(CallError::Hub {
-                    code,
-                    message: message.to_string(),
-                });
-            }
+        if let Some(h) = msg.headers.as_ref()
+            && let Some(message) = h.get(headers::SERVICE_ERROR)
+        {
+            let code = h
+                .get(headers::SERVICE_ERROR_CODE)
+                .and_then(|c| c.as_str().parse().ok())
+                .unwrap_or(500);
+            return Err(CallError::Hub {
+                code,
+                message: message.to_string(),
+            });
         }
         fleetbus_schema::decode(&subject, &msg.payload).map_err(|e| CallError::Other(e.to_string()))
     }

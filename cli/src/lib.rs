@@ -21,16 +21,27 @@ use crate::cli::{Cli, Command, DeleteCommand, GetCommand};
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Certs { command } => certs::run(command, out),
-        Command::Get { what: GetCommand::Clusters { output, hub } } => clusters::get(&hub, output, out).await,
-        Command::Accept { clusters, hub } => clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await,
-        Command::Deny { clusters, hub } => clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await,
-        Command::Delete { what: DeleteCommand::Cluster { clusters, hub } } => {
-            clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await
+        Command::Get {
+            what: GetCommand::Clusters { output, hub },
+        } => clusters::get(&hub, output, out).await,
+        Command::Accept { clusters, hub } => {
+            clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await
         }
+        Command::Deny { clusters, hub } => {
+            clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await
+        }
+        Command::Delete {
+            what: DeleteCommand::Cluster { clusters, hub },
+        } => clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await,
         Command::Whoami { hub } => {
             let client = hub_client::HubClient::connect(&hub).await?;
             let me: WhoAmIReply = client.call(ApiEndpoint::WhoAmI, &WhoAmIRequest {}).await?;
-            writeln!(out, "{}{}", me.identity, if me.admin { " (admin)" } else { "" })?;
+            writeln!(
+                out,
+                "{}{}",
+                me.identity,
+                if me.admin { " (admin)" } else { "" }
+            )?;
             Ok(())
         }
         Command::LocalUp(args) => local::up::run(args, out).await,

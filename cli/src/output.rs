@@ -52,7 +52,10 @@ pub fn timestamp(ms: i64) -> serde_json::Value {
     }
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 

@@ -75,12 +75,17 @@ impl Api {
     async fn handle(&self, endpoint: ApiEndpoint, request: service::Request) {
         let subject = request.message.subject.to_string();
         let result = match self.subjects.api_caller(&subject) {
-            Some(caller) => self.dispatch(endpoint, &caller, &subject, &request.message.payload).await,
+            Some(caller) => {
+                self.dispatch(endpoint, &caller, &subject, &request.message.payload)
+                    .await
+            }
             None => Err(ApiError::bad_request("no caller in subject")),
         };
         match &result {
             Ok(_) => tracing::info!(endpoint = %endpoint.name(), %subject, "api call"),
-            Err(e) => tracing::info!(endpoint = %endpoint.name(), %subject, code = e.code, error = %e, "api call refused"),
+            Err(e) => {
+                tracing::info!(endpoint = %endpoint.name(), %subject, code = e.code, error = %e, "api call refused")
+            }
         }
         let response = result.map_err(|e| service::error::Error {
             code: e.code.into(),
@@ -100,7 +105,9 @@ impl Api {
     ) -> Result<Bytes, ApiError> {
         let admin = self.admins.contains(caller);
         if endpoint.admin_only() && !admin {
-            return Err(ApiError::forbidden(format!("user {caller} is not a hub admin")));
+            return Err(ApiError::forbidden(format!(
+                "user {caller} is not a hub admin"
+            )));
         }
         let body = match endpoint {
             ApiEndpoint::WhoAmI => WhoAmIReply {
@@ -109,10 +116,14 @@ impl Api {
             }
             .encode_to_vec(),
             ApiEndpoint::ClustersList => self.list().await?.encode_to_vec(),
-            ApiEndpoint::ClustersAccept | ApiEndpoint::ClustersDeny | ApiEndpoint::ClustersDelete => {
+            ApiEndpoint::ClustersAccept
+            | ApiEndpoint::ClustersDeny
+            | ApiEndpoint::ClustersDelete => {
                 let names = decode::<ClusterNames>(subject, payload)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                self.decide_all(endpoint, caller, names).await?.encode_to_vec()
+                self.decide_all(endpoint, caller, names)
+                    .await?
+                    .encode_to_vec()
             }
         };
         Ok(Bytes::from(body))
@@ -162,12 +173,21 @@ impl Api {
             None => Ok(ClusterNames { names: done }),
             Some(first) => Err(ApiError {
                 code: first.code,
-                message: errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "),
+                message: errors
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             }),
         }
     }
 
-    async fn decide(&self, endpoint: ApiEndpoint, caller: &UserName, name: &ClusterName) -> Result<(), ApiError> {
+    async fn decide(
+        &self,
+        endpoint: ApiEndpoint,
+        caller: &UserName,
+        name: &ClusterName,
+    ) -> Result<(), ApiError> {
         let signer = &self.signer;
         let revoke = self
             .store
@@ -178,22 +198,23 @@ impl Api {
                     ApiEndpoint::ClustersDelete => Action::Delete,
                     ApiEndpoint::ClustersAccept if was_accepted => Action::Keep,
                     ApiEndpoint::ClustersAccept => {
-                        let (cert, not_after) = signer
-                            .sign(&record.csr_pem, name)
-                            .map_err(|e| ApiError::conflict(format!("cannot sign the CSR of {name}: {e}")))?;
+                        let (cert, not_after) =
+                            signer.sign(&record.csr_pem, name).map_err(|e| {
+                                ApiError::conflict(format!("cannot sign the CSR of {name}: {e}"))
+                            })?;
                         record.certificate_pem = cert;
                         record.certificate_not_after_ms = not_after;
                         record.acceptance = Acceptance::Accepted as i32;
                         record.decided_by = caller.to_string();
                         record.decided_ms = now_ms();
-                        Action::Put(record)
+                        Action::Put(Box::new(record))
                     }
                     _ => {
                         record.acceptance = Acceptance::Denied as i32;
                         record.certificate_pem.clear();
                         record.decided_by = caller.to_string();
                         record.decided_ms = now_ms();
-                        Action::Put(record)
+                        Action::Put(Box::new(record))
                     }
                 };
                 let revoke = was_accepted && endpoint != ApiEndpoint::ClustersAccept;
@@ -204,8 +225,12 @@ impl Api {
         if revoke {
             self.liveness.disconnected(name);
             match system::kick(&self.sys, &Identity::Spoke(name.clone())).await {
-                Ok(n) => tracing::info!(cluster = %name, connections = n, "closed revoked connections"),
-                Err(e) => tracing::warn!(cluster = %name, error = %e, "could not close revoked connections"),
+                Ok(n) => {
+                    tracing::info!(cluster = %name, connections = n, "closed revoked connections")
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %name, error = %e, "could not close revoked connections")
+                }
             }
         }
         Ok(())

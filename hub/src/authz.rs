@@ -22,7 +22,12 @@ impl HubAuthorizer {
     /// An authorizer and the slot its store goes into.
     pub fn new() -> (Self, Arc<OnceLock<ClusterStore>>) {
         let store = Arc::new(OnceLock::new());
-        (Self { store: store.clone() }, store)
+        (
+            Self {
+                store: store.clone(),
+            },
+            store,
+        )
     }
 }
 
@@ -41,7 +46,10 @@ impl Authorizer for HubAuthorizer {
 }
 
 /// The pure decision for a spoke certificate.
-pub fn spoke_may_connect(record: Option<&ClusterRecord>, cert: &CertInfo) -> Result<(), &'static str> {
+pub fn spoke_may_connect(
+    record: Option<&ClusterRecord>,
+    cert: &CertInfo,
+) -> Result<(), &'static str> {
     let record = record.ok_or("cluster is not registered")?;
     if record.acceptance() != Acceptance::Accepted {
         return Err("cluster is not accepted");
@@ -93,7 +101,10 @@ mod tests {
             spoke_may_connect(Some(&record(Acceptance::Denied)), &cert("new")),
             Err("cluster is not accepted")
         );
-        assert_eq!(spoke_may_connect(None, &cert("new")), Err("cluster is not registered"));
+        assert_eq!(
+            spoke_may_connect(None, &cert("new")),
+            Err("cluster is not registered")
+        );
     }
 
     #[test]

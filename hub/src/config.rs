@@ -13,7 +13,11 @@ use fleetbus_schema::{Subjects, UserName};
 #[command(name = "fleetbus-hub", version, about = "The fleetbus hub")]
 pub struct Args {
     /// nats-server URL.
-    #[arg(long, env = "FLEETBUS_NATS_URL", default_value = "tls://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "FLEETBUS_NATS_URL",
+        default_value = "tls://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// PKI folder from `fleetbus certs init` (needs ca.crt, ca.key, hub.crt, hub.key, nkeys/).
     #[arg(long, env = "FLEETBUS_PKI_DIR")]
@@ -22,7 +26,12 @@ pub struct Args {
     #[arg(long, env = "FLEETBUS_SUBJECT_PREFIX", default_value = "fleet")]
     pub subject_prefix: String,
     /// Users with admin rights on the hub API (comma-separated).
-    #[arg(long, env = "FLEETBUS_ADMINS", default_value = "admin", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "FLEETBUS_ADMINS",
+        default_value = "admin",
+        value_delimiter = ','
+    )]
     pub admins: Vec<String>,
     /// Lifetime of the certificates the hub signs for spokes.
     #[arg(long, env = "FLEETBUS_SPOKE_CERT_VALIDITY", default_value = "30d", value_parser = humantime::parse_duration)]

@@ -16,28 +16,43 @@ pub struct ApiError {
 impl ApiError {
     /// 400: the request itself is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { code: 400, message: message.into() }
+        Self {
+            code: 400,
+            message: message.into(),
+        }
     }
 
     /// 403: the caller may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { code: 403, message: message.into() }
+        Self {
+            code: 403,
+            message: message.into(),
+        }
     }
 
     /// 404: no such object.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { code: 404, message: message.into() }
+        Self {
+            code: 404,
+            message: message.into(),
+        }
     }
 
     /// 409: the object is in a state that does not allow it.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self { code: 409, message: message.into() }
+        Self {
+            code: 409,
+            message: message.into(),
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self { code: 503, message: e.to_string() }
+        Self {
+            code: 503,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -55,7 +70,9 @@ pub async fn respond(
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(SERVICE_ERROR, e.message.as_str());
             headers.insert(SERVICE_ERROR_CODE, e.code.to_string().as_str());
-            client.publish_with_headers(reply, headers, bytes::Bytes::new()).await
+            client
+                .publish_with_headers(reply, headers, bytes::Bytes::new())
+                .await
         }
     };
     if let Err(e) = sent {

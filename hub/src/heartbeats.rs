@@ -24,13 +24,17 @@ pub async fn serve_heartbeats(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut beats = client.subscribe(subjects.hub_topic_all(HubTopic::Heartbeat)).await?;
+    let mut beats = client
+        .subscribe(subjects.hub_topic_all(HubTopic::Heartbeat))
+        .await?;
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
             msg = beats.next() => match msg { Some(m) => m, None => break },
         };
-        let Some(cluster) = subjects.hub_sender(&msg.subject) else { continue };
+        let Some(cluster) = subjects.hub_sender(&msg.subject) else {
+            continue;
+        };
         let beat = match decode::<Heartbeat>(&msg.subject, &msg.payload) {
             Ok(beat) => beat,
             Err(e) => {
@@ -51,7 +55,11 @@ pub async fn serve_heartbeats(
     Ok(())
 }
 
-async fn record_joined(store: &ClusterStore, cluster: &ClusterName, beat: Heartbeat) -> Result<(), StoreError> {
+async fn record_joined(
+    store: &ClusterStore,
+    cluster: &ClusterName,
+    beat: Heartbeat,
+) -> Result<(), StoreError> {
     store
         .update(cluster, |current| {
             let Some(mut record) = current else {
@@ -64,7 +72,7 @@ async fn record_joined(store: &ClusterStore, cluster: &ClusterName, beat: Heartb
                 record.joined_ms = now_ms();
             }
             record.claims = beat.claims.clone();
-            Ok((Action::Put(record), ()))
+            Ok((Action::Put(Box::new(record)), ()))
         })
         .await
 }
@@ -82,7 +90,10 @@ pub async fn serve_disconnects(
             msg = events.next() => match msg { Some(m) => m, None => break },
         };
         let user = system::advisory_user(&msg.payload).unwrap_or_default();
-        if let Some(cluster) = user.strip_prefix("spoke:").and_then(|c| ClusterName::new(c).ok()) {
+        if let Some(cluster) = user
+            .strip_prefix("spoke:")
+            .and_then(|c| ClusterName::new(c).ok())
+        {
             tracing::info!(%cluster, "spoke disconnected");
             liveness.disconnected(&cluster);
         }

@@ -37,7 +37,10 @@ const GRACE: Duration = Duration::from_secs(5);
 /// Runs the hub until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let keys = AuthKeys::load(&config.pki)?;
-    let ca = config.pki.load_ca().context("the hub needs the fleet CA (ca.crt, ca.key)")?;
+    let ca = config
+        .pki
+        .load_ca()
+        .context("the hub needs the fleet CA (ca.crt, ca.key)")?;
     let signer = Arc::new(Signer::new(ca, config.spoke_cert_validity));
     let tls = config.pki.tls("hub");
     let url = config.nats_url.as_str();
@@ -56,16 +59,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .reconnect_delay_callback(connect::reconnect_delay)
         }
     };
-    let callout_seed = keys.callout.seed().map_err(|_| anyhow::anyhow!("invalid callout nkey"))?;
-    let Some(callout_client) = connect_retrying(url, &tls, &Identity::Hub, nkey_options(callout_seed, "fleetbus hub callout"), &shutdown).await else {
+    let callout_seed = keys
+        .callout
+        .seed()
+        .map_err(|_| anyhow::anyhow!("invalid callout nkey"))?;
+    let Some(callout_client) = connect_retrying(
+        url,
+        &tls,
+        &Identity::Hub,
+        nkey_options(callout_seed, "fleetbus hub callout"),
+        &shutdown,
+    )
+    .await
+    else {
         return Ok(());
     };
     let (authorizer, store_slot) = authz::HubAuthorizer::new();
-    let callout = Arc::new(Callout::new(keys.issuer, config.subjects.clone(), authorizer));
-    tracker.spawn(log_exit("auth callout", callout.serve(callout_client.clone(), tracker.clone(), shutdown.clone())));
+    let callout = Arc::new(Callout::new(
+        keys.issuer,
+        config.subjects.clone(),
+        authorizer,
+    ));
+    tracker.spawn(log_exit(
+        "auth callout",
+        callout.serve(callout_client.clone(), tracker.clone(), shutdown.clone()),
+    ));
 
-    let system_seed = keys.system.seed().map_err(|_| anyhow::anyhow!("invalid system nkey"))?;
-    let Some(sys) = connect_retrying(url, &tls, &Identity::Hub, nkey_options(system_seed, "fleetbus hub system"), &shutdown).await else {
+    let system_seed = keys
+        .system
+        .seed()
+        .map_err(|_| anyhow::anyhow!("invalid system nkey"))?;
+    let Some(sys) = connect_retrying(
+        url,
+        &tls,
+        &Identity::Hub,
+        nkey_options(system_seed, "fleetbus hub system"),
+        &shutdown,
+    )
+    .await
+    else {
         return Ok(());
     };
     let subjects = config.subjects.clone();
@@ -73,7 +105,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         connect::options(&tls, &subjects, &Identity::Hub)
             .event_callback(|event| async move { tracing::info!(%event, "nats") })
     };
-    let Some(client) = connect_retrying(url, &tls, &Identity::Hub, hub_options, &shutdown).await else {
+    let Some(client) = connect_retrying(url, &tls, &Identity::Hub, hub_options, &shutdown).await
+    else {
         return Ok(());
     };
     let Some(store) = open_store(&client, &config, &shutdown).await else {
@@ -91,10 +124,43 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admins: config.admins.clone(),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
-    tracker.spawn(log_exit("join", registration::serve_join(client.clone(), store.clone(), signer.clone(), subjects.clone(), t.clone(), s.clone())));
-    tracker.spawn(log_exit("renew", registration::serve_renew(client.clone(), store.clone(), signer, subjects.clone(), t.clone(), s.clone())));
-    tracker.spawn(log_exit("heartbeats", heartbeats::serve_heartbeats(client.clone(), store, liveness.clone(), subjects.clone(), t.clone(), s.clone())));
-    tracker.spawn(log_exit("disconnects", heartbeats::serve_disconnects(sys.clone(), liveness, s.clone())));
+    tracker.spawn(log_exit(
+        "join",
+        registration::serve_join(
+            client.clone(),
+            store.clone(),
+            signer.clone(),
+            subjects.clone(),
+            t.clone(),
+            s.clone(),
+        ),
+    ));
+    tracker.spawn(log_exit(
+        "renew",
+        registration::serve_renew(
+            client.clone(),
+            store.clone(),
+            signer,
+            subjects.clone(),
+            t.clone(),
+            s.clone(),
+        ),
+    ));
+    tracker.spawn(log_exit(
+        "heartbeats",
+        heartbeats::serve_heartbeats(
+            client.clone(),
+            store,
+            liveness.clone(),
+            subjects.clone(),
+            t.clone(),
+            s.clone(),
+        ),
+    ));
+    tracker.spawn(log_exit(
+        "disconnects",
+        heartbeats::serve_disconnects(sys.clone(), liveness, s.clone()),
+    ));
     tracker.spawn(log_exit("api", api.serve(client.clone(), t, s)));
     tracing::info!(url, prefix = subjects.prefix(), "hub running");
 
@@ -110,7 +176,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Opens the cluster bucket, retrying while JetStream is not ready yet.
-async fn open_store(client: &async_nats::Client, config: &Config, shutdown: &CancellationToken) -> Option<ClusterStore> {
+async fn open_store(
+    client: &async_nats::Client,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Option<ClusterStore> {
     let js = async_nats::jetstream::new(client.clone());
     let bucket = config.subjects.clusters_bucket();
     let mut attempt = 0;
@@ -127,7 +197,10 @@ async fn open_store(client: &async_nats::Client, config: &Config, shutdown: &Can
     }
 }
 
-async fn log_exit<E: std::fmt::Display>(task: &'static str, fut: impl std::future::Future<Output = Result<(), E>>) {
+async fn log_exit<E: std::fmt::Display>(
+    task: &'static str,
+    fut: impl std::future::Future<Output = Result<(), E>>,
+) {
     if let Err(e) = fut.await {
         tracing::error!(task, error = %e, "hub task failed");
     }

@@ -78,7 +78,9 @@ impl Liveness {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterName, Seen>> {
-        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The conditions of a cluster, OCM style.
@@ -150,7 +152,13 @@ impl Liveness {
     }
 }
 
-fn condition(kind: &str, status: ConditionStatus, reason: &str, message: &str, at_ms: i64) -> Condition {
+fn condition(
+    kind: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+    at_ms: i64,
+) -> Condition {
     Condition {
         r#type: kind.into(),
         status: status as i32,
@@ -174,7 +182,11 @@ mod tests {
     }
 
     fn available(l: &Liveness, r: &ClusterRecord) -> (ConditionStatus, String) {
-        let c = l.conditions(r).into_iter().find(|c| c.r#type == AVAILABLE).unwrap();
+        let c = l
+            .conditions(r)
+            .into_iter()
+            .find(|c| c.r#type == AVAILABLE)
+            .unwrap();
         (c.status(), c.reason)
     }
 
@@ -184,12 +196,21 @@ mod tests {
         let c1 = ClusterName::new("c1").unwrap();
         let r = accepted("c1");
         assert_eq!(available(&l, &r).0, ConditionStatus::Unknown);
-        let beat = Heartbeat { kube_ready: true, ..Default::default() };
+        let beat = Heartbeat {
+            kube_ready: true,
+            ..Default::default()
+        };
         assert!(l.heartbeat(&c1, &beat, 10));
         assert!(!l.heartbeat(&c1, &beat, 11));
         assert_eq!(available(&l, &r).0, ConditionStatus::True);
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(available(&l, &r), (ConditionStatus::Unknown, "ManagedClusterLeaseUpdateStopped".into()));
+        assert_eq!(
+            available(&l, &r),
+            (
+                ConditionStatus::Unknown,
+                "ManagedClusterLeaseUpdateStopped".into()
+            )
+        );
         assert!(l.heartbeat(&c1, &beat, 12));
         l.disconnected(&c1);
         assert_eq!(available(&l, &r).1, "ManagedClusterNotConnected");
@@ -199,7 +220,11 @@ mod tests {
     fn unready_apiserver_is_false() {
         let l = Liveness::new(Duration::from_secs(5));
         let c1 = ClusterName::new("c1").unwrap();
-        let beat = Heartbeat { kube_ready: false, kube_message: "readyz: 500".into(), ..Default::default() };
+        let beat = Heartbeat {
+            kube_ready: false,
+            kube_message: "readyz: 500".into(),
+            ..Default::default()
+        };
         l.heartbeat(&c1, &beat, 1);
         assert_eq!(available(&l, &accepted("c1")).0, ConditionStatus::False);
     }

@@ -28,7 +28,11 @@ impl Signer {
     }
 
     /// Signs `csr_pem` for `cluster`; returns the certificate and its expiry (Unix ms).
-    pub fn sign(&self, csr_pem: &str, cluster: &ClusterName) -> Result<(String, i64), pki::PkiError> {
+    pub fn sign(
+        &self,
+        csr_pem: &str,
+        cluster: &ClusterName,
+    ) -> Result<(String, i64), pki::PkiError> {
         let cert = self
             .ca
             .sign_csr(csr_pem, &Identity::Spoke(cluster.clone()), self.validity)?;
@@ -66,21 +70,27 @@ pub async fn join(store: &ClusterStore, signer: &Arc<Signer>, request: JoinReque
                     created_ms: now,
                     ..Default::default()
                 };
-                return Ok((Action::Put(record.clone()), record));
+                return Ok((Action::Put(Box::new(record.clone())), record));
             };
             if record.key_fingerprint != fingerprint {
                 return Ok((Action::Keep, record));
             }
-            if record.acceptance() == Acceptance::Pending && record.claims.as_ref() != Some(&claims) {
+            if record.acceptance() == Acceptance::Pending && record.claims.as_ref() != Some(&claims)
+            {
                 record.claims = Some(claims.clone());
-                return Ok((Action::Put(record.clone()), record));
+                return Ok((Action::Put(Box::new(record.clone())), record));
             }
             Ok((Action::Keep, record))
         })
         .await;
     let record = match outcome {
         Ok(record) => record,
-        Err(e) => return reply(JoinStatus::Pending, format!("hub state unavailable, retrying: {e}")),
+        Err(e) => {
+            return reply(
+                JoinStatus::Pending,
+                format!("hub state unavailable, retrying: {e}"),
+            );
+        }
     };
     if record.key_fingerprint != fingerprint {
         return reply(
@@ -132,7 +142,11 @@ async fn accepted_reply(
 }
 
 /// Signs the stored CSR of an accepted cluster and stores the certificate.
-pub async fn issue(store: &ClusterStore, signer: &Signer, name: &ClusterName) -> Result<String, ApiError> {
+pub async fn issue(
+    store: &ClusterStore,
+    signer: &Signer,
+    name: &ClusterName,
+) -> Result<String, ApiError> {
     store
         .update(name, |current| {
             let mut record = current.ok_or_else(|| not_registered(name))?;
@@ -141,7 +155,7 @@ pub async fn issue(store: &ClusterStore, signer: &Signer, name: &ClusterName) ->
                 .map_err(|e| ApiError::conflict(format!("cannot sign the CSR of {name}: {e}")))?;
             record.certificate_pem = cert.clone();
             record.certificate_not_after_ms = not_after;
-            Ok((Action::Put(record), cert))
+            Ok((Action::Put(Box::new(record)), cert))
         })
         .await
 }
@@ -160,7 +174,9 @@ pub async fn renew(
         .update(cluster, |current| {
             let mut record = current.ok_or_else(|| not_registered(cluster))?;
             if record.acceptance() != Acceptance::Accepted {
-                return Err(ApiError::conflict(format!("cluster {cluster} is not accepted")));
+                return Err(ApiError::conflict(format!(
+                    "cluster {cluster} is not accepted"
+                )));
             }
             let (cert, not_after) = signer
                 .sign(&request.csr_pem, cluster)
@@ -172,7 +188,12 @@ pub async fn renew(
             record.csr_pem = request.csr_pem.clone();
             record.certificate_pem = cert.clone();
             record.certificate_not_after_ms = not_after;
-            Ok((Action::Put(record), RenewReply { certificate_pem: cert }))
+            Ok((
+                Action::Put(Box::new(record)),
+                RenewReply {
+                    certificate_pem: cert,
+                },
+            ))
         })
         .await
 }
@@ -200,13 +221,17 @@ pub async fn serve_join(
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
     use prost::Message;
-    let mut requests = client.queue_subscribe(subjects.join(), "fleetbus-hub".into()).await?;
+    let mut requests = client
+        .queue_subscribe(subjects.join(), "fleetbus-hub".into())
+        .await?;
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
             msg = requests.next() => match msg { Some(m) => m, None => break },
         };
-        let Some(reply_to) = msg.reply.clone() else { continue };
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
         let (client, store, signer) = (client.clone(), store.clone(), signer.clone());
         tracker.spawn(async move {
             let reply = match fleetbus_schema::decode::<JoinRequest>(&msg.subject, &msg.payload) {
@@ -243,13 +268,17 @@ pub async fn serve_renew(
     use futures::StreamExt;
     use prost::Message;
     let subject = subjects.hub_topic_all(fleetbus_schema::HubTopic::Renew);
-    let mut requests = client.queue_subscribe(subject, "fleetbus-hub".into()).await?;
+    let mut requests = client
+        .queue_subscribe(subject, "fleetbus-hub".into())
+        .await?;
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
             msg = requests.next() => match msg { Some(m) => m, None => break },
         };
-        let (Some(reply_to), Some(cluster)) = (msg.reply.clone(), subjects.hub_sender(&msg.subject)) else {
+        let (Some(reply_to), Some(cluster)) =
+            (msg.reply.clone(), subjects.hub_sender(&msg.subject))
+        else {
             continue;
         };
         let (client, store, signer) = (client.clone(), store.clone(), signer.clone());

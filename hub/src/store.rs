@@ -29,7 +29,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 /// What an update decides to do with a record.
 pub enum Action {
     /// Write this record.
-    Put(ClusterRecord),
+    Put(Box<ClusterRecord>),
     /// Remove the entry.
     Delete,
     /// Change nothing.
@@ -46,7 +46,11 @@ pub struct ClusterStore {
 
 impl ClusterStore {
     /// Opens the bucket, creating it if this is the first hub.
-    pub async fn open(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<Self, StoreError> {
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        replicas: usize,
+    ) -> Result<Self, StoreError> {
         if let Ok(kv) = js.get_key_value(bucket).await {
             return Ok(Self { kv });
         }
@@ -124,7 +128,12 @@ impl ClusterStore {
     }
 
     /// `Ok(false)` when `revision` is no longer the latest.
-    async fn put(&self, name: &ClusterName, record: &ClusterRecord, revision: u64) -> Result<bool, StoreError> {
+    async fn put(
+        &self,
+        name: &ClusterName,
+        record: &ClusterRecord,
+        revision: u64,
+    ) -> Result<bool, StoreError> {
         let value = Bytes::from(record.encode_to_vec());
         if revision == 0 {
             return match self.kv.create(name.as_str(), value).await {
@@ -144,7 +153,11 @@ impl ClusterStore {
         if revision == 0 {
             return Ok(true);
         }
-        match self.kv.delete_expect_revision(name.as_str(), Some(revision)).await {
+        match self
+            .kv
+            .delete_expect_revision(name.as_str(), Some(revision))
+            .await
+        {
             Ok(()) => Ok(true),
             // The server reports a stale revision as "wrong last sequence".
             Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),

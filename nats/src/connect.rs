@@ -42,7 +42,9 @@ pub enum ConnectError {
         source: pki::PkiError,
     },
     /// nats-server refused the identity (not accepted, revoked, expired, or no hub answering).
-    #[error("nats-server at {url} refused identity {identity} (not accepted, revoked or expired, or no hub is running)")]
+    #[error(
+        "nats-server at {url} refused identity {identity} (not accepted, revoked or expired, or no hub is running)"
+    )]
     Refused {
         /// The server.
         url: String,
@@ -111,17 +113,20 @@ pub async fn connect(
     options: ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
     tls.check_readable()?;
-    options.connect(url).await.map_err(|source| match source.kind() {
-        ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {
-            url: url.to_owned(),
-            identity: identity.to_string(),
-        },
-        kind => ConnectError::Unreachable {
-            url: url.to_owned(),
-            kind,
-            source,
-        },
-    })
+    options
+        .connect(url)
+        .await
+        .map_err(|source| match source.kind() {
+            ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {
+                url: url.to_owned(),
+                identity: identity.to_string(),
+            },
+            kind => ConnectError::Unreachable {
+                url: url.to_owned(),
+                kind,
+                source,
+            },
+        })
 }
 
 /// Exponential backoff from 100 ms to 5 s with up to 50 % jitter, so a fleet that lost its
@@ -130,21 +135,6 @@ pub fn reconnect_delay(attempt: usize) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
     let jitter = rand::random::<u64>() % (base / 2 + 1);
     Duration::from_millis(base + jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded_and_grows() {
-        assert!(reconnect_delay(0) >= Duration::from_millis(100));
-        assert!(reconnect_delay(0) <= Duration::from_millis(150));
-        for n in 0..100 {
-            assert!(reconnect_delay(n) <= Duration::from_millis(7_500));
-        }
-        assert!(reconnect_delay(10) >= Duration::from_secs(5));
-    }
 }
 
 /// Connects, retrying with backoff (one log line per failure) until it succeeds or `shutdown`
@@ -172,5 +162,20 @@ where
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(reconnect_delay(attempt)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        assert!(reconnect_delay(0) >= Duration::from_millis(100));
+        assert!(reconnect_delay(0) <= Duration::from_millis(150));
+        for n in 0..100 {
+            assert!(reconnect_delay(n) <= Duration::from_millis(7_500));
+        }
+        assert!(reconnect_delay(10) >= Duration::from_secs(5));
     }
 }

@@ -137,6 +137,9 @@ mod tests {
             assert_eq!(mode, 0o600, "{}", key.display());
         }
         assert_eq!(pki.tls("hub").identity().unwrap(), Identity::Hub);
-        assert!(matches!(pki.init(&InitOptions::default()), Err(InitError::Exists(_))));
+        assert!(matches!(
+            pki.init(&InitOptions::default()),
+            Err(InitError::Exists(_))
+        ));
     }
 }

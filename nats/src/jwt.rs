@@ -184,7 +184,10 @@ fn encode(issuer: &nkeys::KeyPair, mut claims: Value) -> Result<String, JwtError
     let signature = issuer
         .sign(signing_input.as_bytes())
         .map_err(|_| JwtError::Sign)?;
-    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    ))
 }
 
 fn now() -> i64 {
@@ -222,8 +225,14 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_other_claims() {
-        assert!(matches!(decode_auth_request(b"x.y"), Err(JwtError::Malformed)));
-        assert!(matches!(decode_auth_request(b"\xff\xfe"), Err(JwtError::Malformed)));
+        assert!(matches!(
+            decode_auth_request(b"x.y"),
+            Err(JwtError::Malformed)
+        ));
+        assert!(matches!(
+            decode_auth_request(b"\xff\xfe"),
+            Err(JwtError::Malformed)
+        ));
         let other = request_jwt(json!({ "nats": { "type": "user" } }));
         assert!(matches!(
             decode_auth_request(other.as_bytes()),
@@ -253,7 +262,8 @@ mod tests {
         let claims: Value = serde_json::from_slice(&payload_of(resp.as_bytes()).unwrap()).unwrap();
         assert_eq!(claims["aud"], "NSRV");
         assert_eq!(claims["nats"]["jwt"], user.as_str());
-        let user_claims: Value = serde_json::from_slice(&payload_of(user.as_bytes()).unwrap()).unwrap();
+        let user_claims: Value =
+            serde_json::from_slice(&payload_of(user.as_bytes()).unwrap()).unwrap();
         assert_eq!(user_claims["aud"], "FLEET");
         assert_eq!(user_claims["exp"], 42);
         assert_eq!(user_claims["nats"]["pub"]["allow"][0], "a.>");

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn user_gets_own_api_subjects() {
-        let p = permissions_for(&Identity::User(UserName::new("alice").unwrap()), &Subjects::default());
+        let p = permissions_for(
+            &Identity::User(UserName::new("alice").unwrap()),
+            &Subjects::default(),
+        );
         assert_eq!(p.publish, ["fleet.api.alice.>"]);
         assert_eq!(p.subscribe, ["_INBOX.fleet.user.alice.>"]);
     }

@@ -80,7 +80,11 @@ impl Ca {
     }
 
     /// A client certificate with a new key for `identity`.
-    pub fn issue_client(&self, identity: &Identity, validity: Duration) -> Result<Issued, PkiError> {
+    pub fn issue_client(
+        &self,
+        identity: &Identity,
+        validity: Duration,
+    ) -> Result<Issued, PkiError> {
         self.issue_client_window(identity, OffsetDateTime::now_utc(), validity)
     }
 
@@ -111,7 +115,9 @@ impl Ca {
         let name = dns.first().map_or("fleetbus-nats", String::as_str);
         let mut params = base_params(name, OffsetDateTime::now_utc(), validity);
         for d in dns {
-            params.subject_alt_names.push(SanType::DnsName(d.clone().try_into()?));
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(d.clone().try_into()?));
         }
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -158,7 +164,9 @@ pub fn csr_for_key_pem(key_pem: &str, identity: &Identity) -> Result<String, Pki
 fn csr_for_key(key: &KeyPair, identity: &Identity) -> Result<String, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, identity.to_string());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, identity.to_string());
     Ok(params.serialize_request(key)?.pem()?)
 }
 
@@ -175,10 +183,16 @@ pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
     Ok(fingerprint(csr.certification_request_info.subject_pki.raw))
 }
 
-fn base_params(common_name: &str, not_before: OffsetDateTime, validity: Duration) -> CertificateParams {
+fn base_params(
+    common_name: &str,
+    not_before: OffsetDateTime,
+    validity: Duration,
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.not_before = not_before;
     params.not_after = not_before + validity;
     params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
@@ -234,10 +248,10 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, PkiError> {
     let mut identities = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(uri) = name {
-                if uri.starts_with("fleetbus://") {
-                    identities.push(Identity::from_uri(uri)?);
-                }
+            if let x509_parser::extensions::GeneralName::URI(uri) = name
+                && uri.starts_with("fleetbus://")
+            {
+                identities.push(Identity::from_uri(uri)?);
             }
         }
     }
@@ -293,7 +307,10 @@ mod tests {
         let (ca, key) = Ca::generate("test CA", DAY).unwrap();
         let again = Ca::load(ca.cert_pem(), &key).unwrap();
         let issued = again.issue_client(&Identity::Hub, DAY).unwrap();
-        assert_eq!(inspect(&issued.cert_pem).unwrap().identity, Some(Identity::Hub));
+        assert_eq!(
+            inspect(&issued.cert_pem).unwrap().identity,
+            Some(Identity::Hub)
+        );
     }
 
     #[test]
@@ -301,7 +318,11 @@ mod tests {
         assert!(matches!(inspect("nope"), Err(PkiError::Parse)));
         let (ca, _) = Ca::generate("test CA", DAY).unwrap();
         assert!(matches!(
-            ca.sign_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", &Identity::Hub, DAY),
+            ca.sign_csr(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                &Identity::Hub,
+                DAY
+            ),
             Err(PkiError::Csr)
         ));
         let server = ca.issue_server(&["localhost".into()], &[], DAY).unwrap();

@@ -65,10 +65,15 @@ pub async fn kick(sys: &async_nats::Client, identity: &Identity) -> Result<usize
     let err = |e: &dyn std::fmt::Display| SystemError::Nats(e.to_string());
     let inbox = sys.new_inbox();
     let mut replies = sys.subscribe(inbox.clone()).await.map_err(|e| err(&e))?;
-    let filter = serde_json::json!({ "acc": FLEET_ACCOUNT, "user": identity.to_string(), "limit": 10_000 });
-    sys.publish_with_reply("$SYS.REQ.SERVER.PING.CONNZ", inbox, filter.to_string().into())
-        .await
-        .map_err(|e| err(&e))?;
+    let filter =
+        serde_json::json!({ "acc": FLEET_ACCOUNT, "user": identity.to_string(), "limit": 10_000 });
+    sys.publish_with_reply(
+        "$SYS.REQ.SERVER.PING.CONNZ",
+        inbox,
+        filter.to_string().into(),
+    )
+    .await
+    .map_err(|e| err(&e))?;
     // Every server answers; we cannot know how many there are, so gather for a short while.
     let mut targets = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
@@ -82,7 +87,9 @@ pub async fn kick(sys: &async_nats::Client, identity: &Identity) -> Result<usize
     for (server, cid) in &targets {
         let subject = format!("$SYS.REQ.SERVER.{server}.KICK");
         let body = serde_json::json!({ "cid": cid }).to_string();
-        sys.request(subject, body.into()).await.map_err(|e| err(&e))?;
+        sys.request(subject, body.into())
+            .await
+            .map_err(|e| err(&e))?;
     }
     Ok(targets.len())
 }

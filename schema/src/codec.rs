@@ -14,7 +14,10 @@ pub struct DecodeError {
 }
 
 /// Decodes `payload` as `M`; never panics on garbage.
-pub fn decode<M: prost::Message + Default>(subject: &str, payload: &[u8]) -> Result<M, DecodeError> {
+pub fn decode<M: prost::Message + Default>(
+    subject: &str,
+    payload: &[u8],
+) -> Result<M, DecodeError> {
     M::decode(payload).map_err(|source| DecodeError {
         subject: subject.to_owned(),
         message: std::any::type_name::<M>()

@@ -112,7 +112,10 @@ mod tests {
             Identity::Spoke(ClusterName::new("c1").unwrap()).uri(),
             "fleetbus://spoke/c1"
         );
-        assert_eq!(Identity::User(UserName::new("a").unwrap()).to_string(), "user:a");
+        assert_eq!(
+            Identity::User(UserName::new("a").unwrap()).to_string(),
+            "user:a"
+        );
     }
 
     #[test]

@@ -110,7 +110,17 @@ mod tests {
     #[test]
     fn refuses_what_could_change_a_subject() {
         for bad in [
-            "", "a.b", "*", ">", "a b", "Cluster1", "-a", "a-", "a_b", "c1\n", &"a".repeat(64),
+            "",
+            "a.b",
+            "*",
+            ">",
+            "a b",
+            "Cluster1",
+            "-a",
+            "a-",
+            "a_b",
+            "c1\n",
+            &"a".repeat(64),
         ] {
             let err = ClusterName::new(bad).unwrap_err();
             assert_eq!(err.name, bad);

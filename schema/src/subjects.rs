@@ -192,22 +192,58 @@ mod tests {
         let alice = UserName::new("alice").unwrap();
         let golden = [
             (s.join(), "fleet.join"),
-            (s.hub(&c("cluster1"), HubTopic::Heartbeat), "fleet.hub.cluster1.heartbeat"),
-            (s.hub(&c("cluster1"), HubTopic::Renew), "fleet.hub.cluster1.renew"),
-            (s.hub_topic_all(HubTopic::Heartbeat), "fleet.hub.*.heartbeat"),
+            (
+                s.hub(&c("cluster1"), HubTopic::Heartbeat),
+                "fleet.hub.cluster1.heartbeat",
+            ),
+            (
+                s.hub(&c("cluster1"), HubTopic::Renew),
+                "fleet.hub.cluster1.renew",
+            ),
+            (
+                s.hub_topic_all(HubTopic::Heartbeat),
+                "fleet.hub.*.heartbeat",
+            ),
             (s.hub_cluster_all(&c("cluster1")), "fleet.hub.cluster1.>"),
             (s.spoke_all(&c("cluster1")), "fleet.spoke.cluster1.>"),
-            (s.api(&alice, ApiEndpoint::ClustersList), "fleet.api.alice.clusters.list"),
-            (s.api(&alice, ApiEndpoint::ClustersAccept), "fleet.api.alice.clusters.accept"),
-            (s.api(&alice, ApiEndpoint::ClustersDeny), "fleet.api.alice.clusters.deny"),
-            (s.api(&alice, ApiEndpoint::ClustersDelete), "fleet.api.alice.clusters.delete"),
-            (s.api(&alice, ApiEndpoint::WhoAmI), "fleet.api.alice.identity.get"),
-            (s.api_endpoint_all(ApiEndpoint::ClustersList), "fleet.api.*.clusters.list"),
+            (
+                s.api(&alice, ApiEndpoint::ClustersList),
+                "fleet.api.alice.clusters.list",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClustersAccept),
+                "fleet.api.alice.clusters.accept",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClustersDeny),
+                "fleet.api.alice.clusters.deny",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClustersDelete),
+                "fleet.api.alice.clusters.delete",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WhoAmI),
+                "fleet.api.alice.identity.get",
+            ),
+            (
+                s.api_endpoint_all(ApiEndpoint::ClustersList),
+                "fleet.api.*.clusters.list",
+            ),
             (s.api_user_all(&alice), "fleet.api.alice.>"),
             (s.inbox(&Identity::Hub), "_INBOX.fleet.hub"),
-            (s.inbox(&Identity::Spoke(c("cluster1"))), "_INBOX.fleet.spoke.cluster1"),
-            (s.inbox_all(&Identity::User(alice.clone())), "_INBOX.fleet.user.alice.>"),
-            (s.inbox_all(&Identity::Bootstrap), "_INBOX.fleet.bootstrap.>"),
+            (
+                s.inbox(&Identity::Spoke(c("cluster1"))),
+                "_INBOX.fleet.spoke.cluster1",
+            ),
+            (
+                s.inbox_all(&Identity::User(alice.clone())),
+                "_INBOX.fleet.user.alice.>",
+            ),
+            (
+                s.inbox_all(&Identity::Bootstrap),
+                "_INBOX.fleet.bootstrap.>",
+            ),
             (s.clusters_bucket(), "fleet-clusters"),
         ];
         for (built, want) in golden {
@@ -218,7 +254,10 @@ mod tests {
     #[test]
     fn reads_identity_tokens() {
         let s = Subjects::new("t1").unwrap();
-        assert_eq!(s.api_caller("t1.api.bob.clusters.list").unwrap().as_str(), "bob");
+        assert_eq!(
+            s.api_caller("t1.api.bob.clusters.list").unwrap().as_str(),
+            "bob"
+        );
         assert_eq!(s.hub_sender("t1.hub.c2.heartbeat").unwrap().as_str(), "c2");
         assert!(s.api_caller("fleet.api.bob.clusters.list").is_none());
         assert!(s.hub_sender("t1.hub.*.heartbeat").is_none());

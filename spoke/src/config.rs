@@ -11,19 +11,31 @@ use fleetbus_schema::{ClusterName, Subjects};
 
 /// `fleetbus-spoke` flags.
 #[derive(Debug, Parser)]
-#[command(name = "fleetbus-spoke", version, about = "The fleetbus agent in a managed cluster")]
+#[command(
+    name = "fleetbus-spoke",
+    version,
+    about = "The fleetbus agent in a managed cluster"
+)]
 pub struct Args {
     /// Name of this managed cluster (a DNS-1123 label).
     #[arg(long, env = "FLEETBUS_CLUSTER_NAME")]
     pub cluster_name: String,
     /// nats-server URL of the hub.
-    #[arg(long, env = "FLEETBUS_NATS_URL", default_value = "tls://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "FLEETBUS_NATS_URL",
+        default_value = "tls://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// Folder with ca.crt, bootstrap.crt and bootstrap.key (used only to ask to join).
     #[arg(long, env = "FLEETBUS_BOOTSTRAP_DIR")]
     pub bootstrap_dir: PathBuf,
     /// Where the spoke keeps its key and the certificate the hub signed.
-    #[arg(long, env = "FLEETBUS_STATE_DIR", default_value = "/var/lib/fleetbus-spoke")]
+    #[arg(
+        long,
+        env = "FLEETBUS_STATE_DIR",
+        default_value = "/var/lib/fleetbus-spoke"
+    )]
     pub state_dir: PathBuf,
     /// kubeconfig of this cluster; in-cluster config or $KUBECONFIG when absent.
     #[arg(long, env = "FLEETBUS_KUBECONFIG")]
@@ -140,7 +152,13 @@ mod tests {
     use super::*;
 
     fn parse(extra: &[&str]) -> anyhow::Result<Config> {
-        let mut argv = vec!["fleetbus-spoke", "--cluster-name", "cluster1", "--bootstrap-dir", "/b"];
+        let mut argv = vec![
+            "fleetbus-spoke",
+            "--cluster-name",
+            "cluster1",
+            "--bootstrap-dir",
+            "/b",
+        ];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv)?.resolve()
     }
@@ -151,17 +169,47 @@ mod tests {
         assert_eq!(c.cluster.as_str(), "cluster1");
         assert_eq!(c.labels["region"], "eu");
         assert_eq!(c.bootstrap.cert, PathBuf::from("/b/bootstrap.crt"));
-        assert_eq!(c.spoke_tls().key, PathBuf::from("/var/lib/fleetbus-spoke/tls.key"));
+        assert_eq!(
+            c.spoke_tls().key,
+            PathBuf::from("/var/lib/fleetbus-spoke/tls.key")
+        );
     }
 
     #[test]
     fn refuses_bad_values() {
         for bad in [
-            vec!["fleetbus-spoke", "--cluster-name", "Cluster.1", "--bootstrap-dir", "/b"],
-            vec!["fleetbus-spoke", "--cluster-name", "c1", "--bootstrap-dir", "/b", "--labels", "novalue"],
-            vec!["fleetbus-spoke", "--cluster-name", "c1", "--bootstrap-dir", "/b", "--heartbeat-interval", "1ms"],
+            vec![
+                "fleetbus-spoke",
+                "--cluster-name",
+                "Cluster.1",
+                "--bootstrap-dir",
+                "/b",
+            ],
+            vec![
+                "fleetbus-spoke",
+                "--cluster-name",
+                "c1",
+                "--bootstrap-dir",
+                "/b",
+                "--labels",
+                "novalue",
+            ],
+            vec![
+                "fleetbus-spoke",
+                "--cluster-name",
+                "c1",
+                "--bootstrap-dir",
+                "/b",
+                "--heartbeat-interval",
+                "1ms",
+            ],
         ] {
-            assert!(Args::try_parse_from(bad).map_err(anyhow::Error::from).and_then(Args::resolve).is_err());
+            assert!(
+                Args::try_parse_from(bad)
+                    .map_err(anyhow::Error::from)
+                    .and_then(Args::resolve)
+                    .is_err()
+            );
         }
     }
 }

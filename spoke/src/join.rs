@@ -36,12 +36,17 @@ pub fn load_or_create_key(config: &Config) -> Result<String, JoinError> {
     }
     let (key, _) = pki::new_key_and_csr(&Identity::Spoke(config.cluster.clone()))
         .map_err(|e| JoinError::State(e.to_string()))?;
-    write_atomic(&path, key.as_bytes(), true).map_err(|e| JoinError::State(format!("{}: {e}", path.display())))?;
+    write_atomic(&path, key.as_bytes(), true)
+        .map_err(|e| JoinError::State(format!("{}: {e}", path.display())))?;
     Ok(key)
 }
 
 /// Asks to join until accepted; `Ok(false)` if shut down first.
-pub async fn join(config: &Config, claims: ClusterClaims, shutdown: &CancellationToken) -> Result<bool, JoinError> {
+pub async fn join(
+    config: &Config,
+    claims: ClusterClaims,
+    shutdown: &CancellationToken,
+) -> Result<bool, JoinError> {
     let identity = Identity::Spoke(config.cluster.clone());
     let key = load_or_create_key(config)?;
     let csr = pki::csr_for_key_pem(&key, &identity).map_err(|e| JoinError::State(e.to_string()))?;
@@ -58,12 +63,23 @@ pub async fn join(config: &Config, claims: ClusterClaims, shutdown: &Cancellatio
         connect::options(bootstrap, &config.subjects, &Identity::Bootstrap)
             .request_timeout(Some(Duration::from_secs(5)))
     };
-    let Some(client) = connect_retrying(&config.nats_url, bootstrap, &Identity::Bootstrap, options, shutdown).await else {
+    let Some(client) = connect_retrying(
+        &config.nats_url,
+        bootstrap,
+        &Identity::Bootstrap,
+        options,
+        shutdown,
+    )
+    .await
+    else {
         return Ok(false);
     };
     let mut last_status = None;
     let outcome = loop {
-        let status = match client.request(config.subjects.join(), request.clone().into()).await {
+        let status = match client
+            .request(config.subjects.join(), request.clone().into())
+            .await
+        {
             Ok(msg) => match decode::<JoinReply>(&msg.subject, &msg.payload) {
                 Ok(reply) => Some(reply),
                 Err(e) => {
@@ -80,9 +96,13 @@ pub async fn join(config: &Config, claims: ClusterClaims, shutdown: &Cancellatio
             let changed = last_status != Some(reply.status);
             last_status = Some(reply.status);
             match reply.status() {
-                JoinStatus::Accepted => break accept(config, &identity, &my_key, &reply.certificate_pem),
+                JoinStatus::Accepted => {
+                    break accept(config, &identity, &my_key, &reply.certificate_pem);
+                }
                 JoinStatus::Rejected => break Err(JoinError::Rejected(reply.message)),
-                JoinStatus::Denied if changed => tracing::warn!(message = %reply.message, "join denied; asking again in case the admin changes their mind"),
+                JoinStatus::Denied if changed => {
+                    tracing::warn!(message = %reply.message, "join denied; asking again in case the admin changes their mind")
+                }
                 _ if changed => tracing::info!(message = %reply.message, "join pending"),
                 _ => {}
             }
@@ -96,13 +116,21 @@ pub async fn join(config: &Config, claims: ClusterClaims, shutdown: &Cancellatio
     outcome
 }
 
-fn accept(config: &Config, identity: &Identity, my_key: &str, cert_pem: &str) -> Result<bool, JoinError> {
+fn accept(
+    config: &Config,
+    identity: &Identity,
+    my_key: &str,
+    cert_pem: &str,
+) -> Result<bool, JoinError> {
     let info = pki::inspect(cert_pem).map_err(|e| JoinError::BadCertificate(e.to_string()))?;
     if info.identity.as_ref() != Some(identity) || info.key_fingerprint != my_key {
-        return Err(JoinError::BadCertificate(format!("expected {identity} for this spoke's key")));
+        return Err(JoinError::BadCertificate(format!(
+            "expected {identity} for this spoke's key"
+        )));
     }
     let path = config.spoke_tls().cert;
-    write_atomic(&path, cert_pem.as_bytes(), false).map_err(|e| JoinError::State(format!("{}: {e}", path.display())))?;
+    write_atomic(&path, cert_pem.as_bytes(), false)
+        .map_err(|e| JoinError::State(format!("{}: {e}", path.display())))?;
     tracing::info!(cluster = %config.cluster, "accepted by the hub; certificate stored");
     Ok(true)
 }
@@ -112,7 +140,9 @@ pub fn has_valid_certificate(config: &Config) -> bool {
     let Ok(pem) = std::fs::read_to_string(config.spoke_tls().cert) else {
         return false;
     };
-    let Ok(info) = pki::inspect(&pem) else { return false };
+    let Ok(info) = pki::inspect(&pem) else {
+        return false;
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

@@ -19,9 +19,12 @@ impl Kube {
             Some(path) => {
                 let file = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .with_context(|| format!("invalid kubeconfig {}", path.display()))?
+                kube::Config::from_custom_kubeconfig(
+                    file,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
             }
             None => kube::Config::infer()
                 .await
@@ -45,9 +48,10 @@ impl Kube {
         let request = http::Request::get("/readyz")
             .body(Vec::new())
             .map_err(|e| e.to_string())?;
-        let answer = tokio::time::timeout(Duration::from_secs(2), self.client.request_text(request))
-            .await
-            .map_err(|_| "kube-apiserver did not answer /readyz in time".to_owned())?;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(2), self.client.request_text(request))
+                .await
+                .map_err(|_| "kube-apiserver did not answer /readyz in time".to_owned())?;
         match answer {
             Ok(body) if body.trim() == "ok" => Ok(()),
             Ok(body) => Err(format!("/readyz: {}", body.trim())),

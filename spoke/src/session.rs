@@ -32,7 +32,11 @@ pub enum SessionEnd {
 const REFUSALS_FOR_REVOKED: usize = 3;
 
 /// Runs until shutdown or revocation.
-pub async fn run(config: &Config, kube: &Kube, shutdown: &CancellationToken) -> anyhow::Result<SessionEnd> {
+pub async fn run(
+    config: &Config,
+    kube: &Kube,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SessionEnd> {
     let identity = Identity::Spoke(config.cluster.clone());
     let tls = config.spoke_tls();
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -48,12 +52,18 @@ pub async fn run(config: &Config, kube: &Kube, shutdown: &CancellationToken) -> 
                 }
             })
     };
-    let Some(client) = connect_retrying(&config.nats_url, &tls, &identity, options, shutdown).await else {
+    let Some(client) = connect_retrying(&config.nats_url, &tls, &identity, options, shutdown).await
+    else {
         return Ok(SessionEnd::Shutdown);
     };
     tracing::info!(cluster = %config.cluster, "connected with the cluster identity");
     let session = shutdown.child_token();
-    let heartbeat = tokio::spawn(heartbeats(client.clone(), config.clone(), kube.clone(), session.clone()));
+    let heartbeat = tokio::spawn(heartbeats(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        session.clone(),
+    ));
     let rotation = tokio::spawn(rotate(client.clone(), config.clone(), session.clone()));
     let mut refusals = 0;
     let end = loop {
@@ -97,7 +107,12 @@ pub async fn claims(config: &Config, kube: &Kube) -> ClusterClaims {
     }
 }
 
-async fn heartbeats(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+async fn heartbeats(
+    client: async_nats::Client,
+    config: Config,
+    kube: Kube,
+    stop: CancellationToken,
+) {
     let subject = config.subjects.hub(&config.cluster, HubTopic::Heartbeat);
     let sequence = Arc::new(AtomicU64::new(0));
     let mut claims = claims(&config, &kube).await;
@@ -118,7 +133,10 @@ async fn heartbeats(client: async_nats::Client, config: Config, kube: Kube, stop
             kube_message: ready.err().unwrap_or_default(),
             sequence: sequence.fetch_add(1, Ordering::Relaxed),
         };
-        if let Err(e) = client.publish(subject.clone(), beat.encode_to_vec().into()).await {
+        if let Err(e) = client
+            .publish(subject.clone(), beat.encode_to_vec().into())
+            .await
+        {
             tracing::warn!(error = %e, "heartbeat not sent");
         }
     }
@@ -170,9 +188,16 @@ async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<(
     let expected_key = pki::csr_key_fingerprint(&csr)?;
     let subject = config.subjects.hub(&config.cluster, HubTopic::Renew);
     let msg = client
-        .request(subject, RenewRequest { csr_pem: csr }.encode_to_vec().into())
+        .request(
+            subject,
+            RenewRequest { csr_pem: csr }.encode_to_vec().into(),
+        )
         .await?;
-    if let Some(error) = msg.headers.as_ref().and_then(|h| h.get(headers::SERVICE_ERROR)) {
+    if let Some(error) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::SERVICE_ERROR))
+    {
         anyhow::bail!("hub refused renewal: {error}");
     }
     let reply = decode::<RenewReply>(&msg.subject, &msg.payload)?;
@@ -192,9 +217,15 @@ mod tests {
 
     #[test]
     fn refusals_are_recognised_in_both_shapes() {
-        assert!(is_refusal(&Event::ServerError(ServerError::AuthorizationViolation)));
-        assert!(is_refusal(&Event::ClientError(ClientError::Other("nats: authorization violation".into()))));
-        assert!(!is_refusal(&Event::ClientError(ClientError::Other("io error".into()))));
+        assert!(is_refusal(&Event::ServerError(
+            ServerError::AuthorizationViolation
+        )));
+        assert!(is_refusal(&Event::ClientError(ClientError::Other(
+            "nats: authorization violation".into()
+        ))));
+        assert!(!is_refusal(&Event::ClientError(ClientError::Other(
+            "io error".into()
+        ))));
         assert!(!is_refusal(&Event::Disconnected));
     }
 }

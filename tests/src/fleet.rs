@@ -59,7 +59,9 @@ impl Fleet {
     }
 
     /// Like [`Fleet::start`], adjusting the hub config first.
-    pub async fn start_with(adjust: impl FnOnce(&mut fleetbus_hub::Config)) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        adjust: impl FnOnce(&mut fleetbus_hub::Config),
+    ) -> anyhow::Result<Self> {
         let nats = NatsEnv::start()?;
         let mut fleet = Self { nats, hub: None };
         let mut config = fleet.hub_config();
@@ -71,7 +73,11 @@ impl Fleet {
 
     /// The default hub config of this fleet.
     pub fn hub_config(&self) -> fleetbus_hub::Config {
-        fleetbus_hub::Config::new(self.nats.url(), self.nats.pki.clone(), self.nats.subjects.clone())
+        fleetbus_hub::Config::new(
+            self.nats.url(),
+            self.nats.pki.clone(),
+            self.nats.subjects.clone(),
+        )
     }
 
     /// Starts a(nother) hub replica.
@@ -94,7 +100,11 @@ impl Fleet {
     pub fn flags_for(&self, user: &str) -> anyhow::Result<HubFlags> {
         let tls = if user == "admin" {
             let (cert, key) = self.nats.pki.user("admin");
-            fleetbus_nats::TlsFiles { ca: self.nats.pki.ca_cert(), cert, key }
+            fleetbus_nats::TlsFiles {
+                ca: self.nats.pki.ca_cert(),
+                cert,
+                key,
+            }
         } else {
             self.nats.tls_for(&Identity::User(UserName::new(user)?))?
         };
@@ -119,12 +129,18 @@ impl Fleet {
         let mut argv: Vec<String> = vec!["fleetbus".into()];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         argv.extend([
-            "--nats-url".into(), flags.nats_url,
-            "--ca".into(), flags.ca.display().to_string(),
-            "--cert".into(), flags.cert.display().to_string(),
-            "--key".into(), flags.key.display().to_string(),
-            "--subject-prefix".into(), flags.subject_prefix,
-            "--timeout".into(), "5s".into(),
+            "--nats-url".into(),
+            flags.nats_url,
+            "--ca".into(),
+            flags.ca.display().to_string(),
+            "--cert".into(),
+            flags.cert.display().to_string(),
+            "--key".into(),
+            flags.key.display().to_string(),
+            "--subject-prefix".into(),
+            flags.subject_prefix,
+            "--timeout".into(),
+            "5s".into(),
         ]);
         let cli = Cli::try_parse_from(argv)?;
         let mut out = Vec::new();
@@ -135,7 +151,9 @@ impl Fleet {
     /// The cluster list as the admin sees it.
     pub async fn clusters(&self) -> anyhow::Result<Vec<Cluster>> {
         let client = HubClient::connect(&self.flags_for("admin")?).await?;
-        let list: ClusterList = client.call(ApiEndpoint::ClustersList, &ListClustersRequest {}).await?;
+        let list: ClusterList = client
+            .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
+            .await?;
         Ok(list.items)
     }
 
@@ -145,17 +163,29 @@ impl Fleet {
     }
 
     /// Waits until `name`'s `ManagedClusterConditionAvailable` has `status`.
-    pub async fn wait_available(&self, name: &str, status: ConditionStatus, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_available(
+        &self,
+        name: &str,
+        status: ConditionStatus,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         eventually(&format!("{name} Available={status:?}"), timeout, || async {
             let cluster = self.cluster(name).await.ok()??;
-            let available = cluster.conditions.iter().find(|c| c.r#type == "ManagedClusterConditionAvailable")?;
+            let available = cluster
+                .conditions
+                .iter()
+                .find(|c| c.r#type == "ManagedClusterConditionAvailable")?;
             (available.status() == status).then_some(())
         })
         .await
     }
 
     /// A spoke config for `name` against `kube` (or an unreachable apiserver when `None`).
-    pub fn spoke_config(&self, name: &str, kube: Option<&KubeServer>) -> anyhow::Result<fleetbus_spoke::Config> {
+    pub fn spoke_config(
+        &self,
+        name: &str,
+        kube: Option<&KubeServer>,
+    ) -> anyhow::Result<fleetbus_spoke::Config> {
         let root = self.nats.dir.path().join("spokes").join(name);
         std::fs::create_dir_all(&root)?;
         let mut config = fleetbus_spoke::Config::new(
@@ -201,12 +231,15 @@ impl Fleet {
     /// apiserver), stops that spoke and returns the TLS files of its accepted identity.
     pub async fn accepted_spoke(&self, name: &str) -> anyhow::Result<fleetbus_nats::TlsFiles> {
         let spoke = self.start_spoke(self.spoke_config(name, None)?);
-        eventually(&format!("{name} registered"), Duration::from_secs(20), || async {
-            self.cluster(name).await.ok()?.map(|_| ())
-        })
+        eventually(
+            &format!("{name} registered"),
+            Duration::from_secs(20),
+            || async { self.cluster(name).await.ok()?.map(|_| ()) },
+        )
         .await?;
         self.cli(&["accept", name]).await?;
-        self.wait_available(name, ConditionStatus::False, Duration::from_secs(20)).await?;
+        self.wait_available(name, ConditionStatus::False, Duration::from_secs(20))
+            .await?;
         spoke.stop().await?;
         let state = self.nats.dir.path().join("spokes").join(name).join("state");
         Ok(fleetbus_nats::TlsFiles {

@@ -52,7 +52,10 @@ impl NatsEnv {
     pub fn tls_for(&self, identity: &Identity) -> anyhow::Result<TlsFiles> {
         let name = identity.to_string().replace(':', "-");
         let certs = self.dir.path().join("identities");
-        let pair = (certs.join(format!("{name}.crt")), certs.join(format!("{name}.key")));
+        let pair = (
+            certs.join(format!("{name}.crt")),
+            certs.join(format!("{name}.key")),
+        );
         if !pair.0.exists() {
             self.pki
                 .issue(identity, pair.clone(), Duration::from_secs(3600))
@@ -87,7 +90,11 @@ impl NatsEnv {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish() as u32
 }
 
@@ -131,11 +138,19 @@ impl Observed {
     /// Waits up to two seconds for the server to report a permission violation naming
     /// `subject` (`what` is `Publish` or `Subscription`).
     pub async fn expect_violation(&mut self, what: &str, subject: &str) -> anyhow::Result<()> {
-        let wanted = format!("permissions violation for {} to \"{}\"", what.to_lowercase(), subject.to_lowercase());
+        let wanted = format!(
+            "permissions violation for {} to \"{}\"",
+            what.to_lowercase(),
+            subject.to_lowercase()
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(async_nats::Event::ServerError(e))) if e.to_string().to_lowercase().contains(&wanted) => return Ok(()),
+                Ok(Some(async_nats::Event::ServerError(e)))
+                    if e.to_string().to_lowercase().contains(&wanted) =>
+                {
+                    return Ok(());
+                }
                 Ok(Some(_)) => continue,
                 _ => anyhow::bail!("no server refusal for {what} to {subject:?}"),
             }
@@ -144,7 +159,9 @@ impl Observed {
 
     /// Publishes to `subject` and asserts the server refuses it.
     pub async fn publish_refused(&mut self, subject: String) -> anyhow::Result<()> {
-        self.client.publish(subject.clone(), "forged".into()).await?;
+        self.client
+            .publish(subject.clone(), "forged".into())
+            .await?;
         self.client.flush().await?;
         self.expect_violation("Publish", &subject).await
     }

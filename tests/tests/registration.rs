@@ -1,6 +1,8 @@
 //! Registration end to end on real servers: join → pending → accept → available, availability
 //! when a spoke stops or falls silent, hub restarts, deny, delete, and certificate rotation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use std::time::{Duration, Instant};
 
 use fleetbus_nats::pki;
@@ -13,7 +15,12 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn wait_registered(fleet: &Fleet, name: &str) -> anyhow::Result<()> {
     eventually(&format!("{name} pending"), WAIT, || async {
-        fleet.cluster(name).await.ok()?.filter(|c| c.acceptance() == Acceptance::Pending).map(|_| ())
+        fleet
+            .cluster(name)
+            .await
+            .ok()?
+            .filter(|c| c.acceptance() == Acceptance::Pending)
+            .map(|_| ())
     })
     .await
 }
@@ -27,31 +34,64 @@ async fn join_accept_available_then_unknown_when_the_spoke_stops() -> anyhow::Re
     wait_registered(&fleet, "cluster1").await?;
     let table = fleet.cli(&["get", "clusters"]).await?;
     assert!(table.starts_with("NAME "), "{table}");
-    assert!(table.contains("cluster1") && table.contains("pending"), "{table}");
+    assert!(
+        table.contains("cluster1") && table.contains("pending"),
+        "{table}"
+    );
 
-    assert_eq!(fleet.cli(&["accept", "cluster1"]).await?, "cluster cluster1 accepted\n");
-    fleet.wait_available("cluster1", ConditionStatus::True, WAIT).await?;
+    assert_eq!(
+        fleet.cli(&["accept", "cluster1"]).await?,
+        "cluster cluster1 accepted\n"
+    );
+    fleet
+        .wait_available("cluster1", ConditionStatus::True, WAIT)
+        .await?;
     let cluster = fleet.cluster("cluster1").await?.unwrap();
     let claims = cluster.claims.clone().unwrap();
     assert!(claims.kube_version.starts_with("v1."), "{claims:?}");
     assert_eq!(claims.labels["env"], "test");
-    let types: Vec<&str> = cluster.conditions.iter().map(|c| c.r#type.as_str()).collect();
-    assert_eq!(types, ["HubAcceptedManagedCluster", "ManagedClusterJoined", "ManagedClusterConditionAvailable"]);
+    let types: Vec<&str> = cluster
+        .conditions
+        .iter()
+        .map(|c| c.r#type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "HubAcceptedManagedCluster",
+            "ManagedClusterJoined",
+            "ManagedClusterConditionAvailable"
+        ]
+    );
     let table = fleet.cli(&["get", "clusters"]).await?;
-    assert!(table.lines().any(|l| l.starts_with("cluster1") && l.contains(" true ") && l.contains(" True ")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cluster1") && l.contains(" true ") && l.contains(" True ")),
+        "{table}"
+    );
     let yaml = fleet.cli(&["get", "clusters", "-o", "yaml"]).await?;
-    assert!(yaml.contains("hubAcceptsClient: true") && yaml.contains("reason: ManagedClusterAvailable"), "{yaml}");
-    let json: serde_json::Value = serde_json::from_str(&fleet.cli(&["get", "clusters", "-o", "json"]).await?)?;
+    assert!(
+        yaml.contains("hubAcceptsClient: true") && yaml.contains("reason: ManagedClusterAvailable"),
+        "{yaml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&fleet.cli(&["get", "clusters", "-o", "json"]).await?)?;
     assert_eq!(json["items"][0]["metadata"]["name"], "cluster1");
 
     // The spoke's certificate is in its state folder, for its own key only.
     let state = fleet.nats.dir.path().join("spokes/cluster1/state");
     let info = pki::inspect(&std::fs::read_to_string(state.join("tls.crt"))?)?;
-    assert_eq!(info.identity, Some(Identity::Spoke(ClusterName::new("cluster1")?)));
+    assert_eq!(
+        info.identity,
+        Some(Identity::Spoke(ClusterName::new("cluster1")?))
+    );
 
     let stopped = Instant::now();
     spoke.stop().await?;
-    fleet.wait_available("cluster1", ConditionStatus::Unknown, Duration::from_secs(5)).await?;
+    fleet
+        .wait_available("cluster1", ConditionStatus::Unknown, Duration::from_secs(5))
+        .await?;
     println!("Unknown {:?} after the spoke stopped", stopped.elapsed());
     Ok(())
 }
@@ -63,21 +103,40 @@ async fn a_silent_spoke_becomes_unknown_within_five_seconds() -> anyhow::Result<
     wait_registered(&fleet, "quiet").await?;
     fleet.cli(&["accept", "quiet"]).await?;
     // With an unreachable apiserver the spoke reports itself, but not ready.
-    fleet.wait_available("quiet", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("quiet", ConditionStatus::False, WAIT)
+        .await?;
     spoke.stop().await?;
 
     // The same identity connects and sends one heartbeat, then stays connected but silent.
     let state = fleet.nats.dir.path().join("spokes/quiet/state");
-    let tls = fleetbus_nats::TlsFiles { ca: fleet.nats.pki.ca_cert(), cert: state.join("tls.crt"), key: state.join("tls.key") };
+    let tls = fleetbus_nats::TlsFiles {
+        ca: fleet.nats.pki.ca_cert(),
+        cert: state.join("tls.crt"),
+        key: state.join("tls.key"),
+    };
     let id = Identity::Spoke(ClusterName::new("quiet")?);
     let client = fleet.nats.connect_with(&tls, &id).await?;
-    let beat = Heartbeat { kube_ready: true, ..Default::default() };
-    let subject = fleet.nats.subjects.hub(&ClusterName::new("quiet")?, HubTopic::Heartbeat);
+    let beat = Heartbeat {
+        kube_ready: true,
+        ..Default::default()
+    };
+    let subject = fleet
+        .nats
+        .subjects
+        .hub(&ClusterName::new("quiet")?, HubTopic::Heartbeat);
     client.publish(subject, beat.encode_to_vec().into()).await?;
     client.flush().await?;
-    fleet.wait_available("quiet", ConditionStatus::True, WAIT).await?;
-    fleet.wait_available("quiet", ConditionStatus::Unknown, Duration::from_secs(5)).await?;
-    assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
+    fleet
+        .wait_available("quiet", ConditionStatus::True, WAIT)
+        .await?;
+    fleet
+        .wait_available("quiet", ConditionStatus::Unknown, Duration::from_secs(5))
+        .await?;
+    assert_eq!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    );
     Ok(())
 }
 
@@ -87,7 +146,9 @@ async fn hub_restart_keeps_accepted_clusters_and_two_hubs_share_state() -> anyho
     let _spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
     wait_registered(&fleet, "c1").await?;
     fleet.cli(&["accept", "c1"]).await?;
-    fleet.wait_available("c1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, WAIT)
+        .await?;
 
     fleet.hub.take().unwrap().stop().await?;
     let first = fleet.start_hub(fleet.hub_config());
@@ -95,15 +156,24 @@ async fn hub_restart_keeps_accepted_clusters_and_two_hubs_share_state() -> anyho
     fleet.wait_for_hub().await?;
     let cluster = fleet.cluster("c1").await?.unwrap();
     assert_eq!(cluster.acceptance(), Acceptance::Accepted);
-    fleet.wait_available("c1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, WAIT)
+        .await?;
 
     // Both replicas serve; a second spoke registers and is accepted through whichever answers.
     let _spoke2 = fleet.start_spoke(fleet.spoke_config("c2", None)?);
     wait_registered(&fleet, "c2").await?;
     fleet.cli(&["accept", "c2"]).await?;
     first.stop().await?;
-    fleet.wait_available("c2", ConditionStatus::False, WAIT).await?;
-    let names: Vec<String> = fleet.clusters().await?.into_iter().map(|c| c.name).collect();
+    fleet
+        .wait_available("c2", ConditionStatus::False, WAIT)
+        .await?;
+    let names: Vec<String> = fleet
+        .clusters()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, ["c1", "c2"]);
     second.stop().await?;
     Ok(())
@@ -115,32 +185,57 @@ async fn deny_and_delete_revoke_access() -> anyhow::Result<()> {
     let _spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
     wait_registered(&fleet, "c1").await?;
     fleet.cli(&["accept", "c1"]).await?;
-    fleet.wait_available("c1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, WAIT)
+        .await?;
     let state = fleet.nats.dir.path().join("spokes/c1/state");
-    let tls = fleetbus_nats::TlsFiles { ca: fleet.nats.pki.ca_cert(), cert: state.join("tls.crt"), key: state.join("tls.key") };
+    let tls = fleetbus_nats::TlsFiles {
+        ca: fleet.nats.pki.ca_cert(),
+        cert: state.join("tls.crt"),
+        key: state.join("tls.key"),
+    };
     let id = Identity::Spoke(ClusterName::new("c1")?);
     let old_cert = std::fs::read(&tls.cert)?;
     assert!(fleet.nats.connect_with(&tls, &id).await.is_ok());
 
     // Delete: the identity stops working at once, and the spoke asks to join again.
-    assert_eq!(fleet.cli(&["delete", "cluster", "c1"]).await?, "cluster c1 deleted\n");
+    assert_eq!(
+        fleet.cli(&["delete", "cluster", "c1"]).await?,
+        "cluster c1 deleted\n"
+    );
     std::fs::write(state.join("old.crt"), &old_cert)?;
-    let old = fleetbus_nats::TlsFiles { cert: state.join("old.crt"), ..tls.clone() };
+    let old = fleetbus_nats::TlsFiles {
+        cert: state.join("old.crt"),
+        ..tls.clone()
+    };
     let refused = fleet.nats.connect_with(&old, &id).await.unwrap_err();
-    assert!(refused.to_string().contains("refused identity spoke:c1"), "{refused}");
+    assert!(
+        refused.to_string().contains("refused identity spoke:c1"),
+        "{refused}"
+    );
     wait_registered(&fleet, "c1").await?;
 
     // Deny: an accepted cluster loses access; the table says so.
     fleet.cli(&["accept", "c1"]).await?;
-    fleet.wait_available("c1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, WAIT)
+        .await?;
     assert_eq!(fleet.cli(&["deny", "c1"]).await?, "cluster c1 denied\n");
     let cluster = fleet.cluster("c1").await?.unwrap();
     assert_eq!(cluster.acceptance(), Acceptance::Denied);
     let table = fleet.cli(&["get", "clusters"]).await?;
-    assert!(table.lines().any(|l| l.starts_with("c1") && l.contains(" false ")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("c1") && l.contains(" false ")),
+        "{table}"
+    );
     eventually("spoke c1 cut off", WAIT, || async {
         let c = fleet.cluster("c1").await.ok()??;
-        c.conditions.iter().all(|x| x.r#type != "ManagedClusterConditionAvailable").then_some(())
+        c.conditions
+            .iter()
+            .all(|x| x.r#type != "ManagedClusterConditionAvailable")
+            .then_some(())
     })
     .await?;
     let refused = fleet.nats.connect_with(&old, &id).await.unwrap_err();
@@ -154,18 +249,25 @@ async fn spoke_rotates_its_certificate_without_restart() -> anyhow::Result<()> {
     let spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
     wait_registered(&fleet, "c1").await?;
     fleet.cli(&["accept", "c1"]).await?;
-    fleet.wait_available("c1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, WAIT)
+        .await?;
     let cert = fleet.nats.dir.path().join("spokes/c1/state/tls.crt");
     let first = pki::inspect(&std::fs::read_to_string(&cert)?)?;
     // Renewal is due at 77 % of 8 s; wait for two generations to be sure it keeps going.
     let mut seen = vec![first.serial.clone()];
     eventually("two certificate rotations", Duration::from_secs(20), || {
-        let latest = std::fs::read_to_string(&cert).ok().and_then(|p| pki::inspect(&p).ok());
-        if let Some(info) = latest {
-            if !seen.contains(&info.serial) {
-                assert_ne!(info.key_fingerprint, first.key_fingerprint, "rotation must change the key");
-                seen.push(info.serial);
-            }
+        let latest = std::fs::read_to_string(&cert)
+            .ok()
+            .and_then(|p| pki::inspect(&p).ok());
+        if let Some(info) = latest
+            && !seen.contains(&info.serial)
+        {
+            assert_ne!(
+                info.key_fingerprint, first.key_fingerprint,
+                "rotation must change the key"
+            );
+            seen.push(info.serial);
         }
         let done = seen.len() >= 3;
         async move { done.then_some(()) }
@@ -173,6 +275,8 @@ async fn spoke_rotates_its_certificate_without_restart() -> anyhow::Result<()> {
     .await?;
     // Still the same running spoke, still connected: the first certificate has long expired.
     assert!(!spoke.is_finished());
-    fleet.wait_available("c1", ConditionStatus::False, Duration::from_secs(5)).await?;
+    fleet
+        .wait_available("c1", ConditionStatus::False, Duration::from_secs(5))
+        .await?;
     Ok(())
 }

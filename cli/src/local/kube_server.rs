@@ -75,7 +75,11 @@ impl KubeServer {
 
         let admin_token = format!("{:032x}", rand::random::<u128>());
         let tokens = dir.join("tokens.csv");
-        write_atomic(&tokens, format!("{admin_token},admin,admin-uid,system:masters\n").as_bytes(), true)?;
+        write_atomic(
+            &tokens,
+            format!("{admin_token},admin,admin-uid,system:masters\n").as_bytes(),
+            true,
+        )?;
         let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
         if !sa_key.exists() || !sa_pub.exists() {
             let key = rcgen::KeyPair::generate()?;
@@ -99,7 +103,11 @@ impl KubeServer {
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
         ];
-        let apiserver = match spawn(&bin.join("kube-apiserver"), &api_args, &dir.join("kube-apiserver.log")) {
+        let apiserver = match spawn(
+            &bin.join("kube-apiserver"),
+            &api_args,
+            &dir.join("kube-apiserver.log"),
+        ) {
             Ok(child) => child,
             Err(e) => {
                 let mut etcd = etcd;
@@ -117,10 +125,22 @@ impl KubeServer {
             kubeconfig: dir.join("kubeconfig"),
         };
         server.ca_pem = wait_for_file(&cert_dir.join("apiserver.crt"), Duration::from_secs(60))?;
-        write_atomic(&server.kubeconfig, server.kubeconfig_yaml(&server.admin_token, "admin").as_bytes(), true)?;
-        server.wait_ready(Duration::from_secs(90)).await.with_context(|| {
-            format!("kube-apiserver did not become ready; see {}", dir.join("kube-apiserver.log").display())
-        })?;
+        write_atomic(
+            &server.kubeconfig,
+            server
+                .kubeconfig_yaml(&server.admin_token, "admin")
+                .as_bytes(),
+            true,
+        )?;
+        server
+            .wait_ready(Duration::from_secs(90))
+            .await
+            .with_context(|| {
+                format!(
+                    "kube-apiserver did not become ready; see {}",
+                    dir.join("kube-apiserver.log").display()
+                )
+            })?;
         Ok(server)
     }
 
@@ -136,7 +156,9 @@ impl KubeServer {
     /// A kube client as admin.
     pub async fn admin_client(&self) -> anyhow::Result<kube::Client> {
         let file = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?;
+        let config =
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await?;
         Ok(kube::Client::try_from(config)?)
     }
 
@@ -160,10 +182,10 @@ impl KubeServer {
 fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.contains("END CERTIFICATE") {
-                return Ok(text);
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.contains("END CERTIFICATE")
+        {
+            return Ok(text);
         }
         if Instant::now() >= deadline {
             anyhow::bail!("{} did not appear", path.display());

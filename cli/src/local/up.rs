@@ -18,7 +18,11 @@ use super::kube_server::KubeServer;
 #[derive(Debug, clap::Args)]
 pub struct LocalUpArgs {
     /// Folder for certificates, data and logs.
-    #[arg(long, env = "FLEETBUS_LOCAL_STATE_DIR", default_value = ".fleetbus/local")]
+    #[arg(
+        long,
+        env = "FLEETBUS_LOCAL_STATE_DIR",
+        default_value = ".fleetbus/local"
+    )]
     pub state_dir: PathBuf,
     /// Client port of nats-server.
     #[arg(long, default_value_t = 4222)]
@@ -54,12 +58,19 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     }
     let keys = AuthKeys::load(&pki)?;
     if std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).is_err() {
-        anyhow::bail!("port {} is in use; pick another with --nats-port", args.nats_port);
+        anyhow::bail!(
+            "port {} is in use; pick another with --nats-port",
+            args.nats_port
+        );
     }
     let config = ServerConfig::local(&pki, &keys, args.nats_port, state.join("jetstream"));
     let nats = NatsServer::start(&find_binary()?, config, &state.join("nats"))?;
     let url = nats.url();
-    writeln!(out, "nats-server   {url}  (log {})", nats.log_path().display())?;
+    writeln!(
+        out,
+        "nats-server   {url}  (log {})",
+        nats.log_path().display()
+    )?;
 
     let root = pki.root().display().to_string();
     let hub = spawn_sibling(
@@ -76,19 +87,30 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
         write!(out, "{cluster:<13} starting etcd + kube-apiserver ...")?;
         out.flush()?;
         let kube = KubeServer::start(&dir).await?;
-        writeln!(out, " {}  (admin kubeconfig {})", kube.url, kube.kubeconfig.display())?;
+        writeln!(
+            out,
+            " {}  (admin kubeconfig {})",
+            kube.url,
+            kube.kubeconfig.display()
+        )?;
         let spoke_state = state.join("spokes").join(cluster.as_str());
         let log = state.join("spokes").join(format!("{cluster}.log"));
         std::fs::create_dir_all(&spoke_state)?;
         spokes.push(spawn_sibling(
             "fleetbus-spoke",
             &[
-                "--cluster-name", cluster.as_str(),
-                "--nats-url", &url,
-                "--bootstrap-dir", &root,
-                "--state-dir", &spoke_state.display().to_string(),
-                "--kubeconfig", &kube.kubeconfig.display().to_string(),
-                "--labels", &format!("name={cluster}"),
+                "--cluster-name",
+                cluster.as_str(),
+                "--nats-url",
+                &url,
+                "--bootstrap-dir",
+                &root,
+                "--state-dir",
+                &spoke_state.display().to_string(),
+                "--kubeconfig",
+                &kube.kubeconfig.display().to_string(),
+                "--labels",
+                &format!("name={cluster}"),
             ],
             &log,
         )?);
@@ -110,8 +132,16 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     writeln!(out, "  fleetbus get clusters")?;
     writeln!(out, "  fleetbus accept {}", names.join(" "))?;
     writeln!(out, "  fleetbus get clusters\n")?;
-    writeln!(out, "Look at a cluster directly: kubectl --kubeconfig {}/clusters/<name>/kubeconfig get ns", state.display())?;
-    writeln!(out, "Ctrl-C stops everything; the state stays in {}.", state.display())?;
+    writeln!(
+        out,
+        "Look at a cluster directly: kubectl --kubeconfig {}/clusters/<name>/kubeconfig get ns",
+        state.display()
+    )?;
+    writeln!(
+        out,
+        "Ctrl-C stops everything; the state stays in {}.",
+        state.display()
+    )?;
     out.flush()?;
 
     let shutdown = fleetbus_nats::process::shutdown_on_signal();
@@ -124,7 +154,11 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
         }
         for proc in &mut watched {
             if let Ok(Some(status)) = proc.0.try_wait() {
-                anyhow::bail!("{} exited ({status}); see the logs in {}", proc.1, state.display());
+                anyhow::bail!(
+                    "{} exited ({status}); see the logs in {}",
+                    proc.1,
+                    state.display()
+                );
             }
         }
     }
@@ -138,7 +172,11 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
 /// Starts a fleetbus binary that sits next to this one (or on `PATH`).
 fn spawn_sibling(name: &'static str, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
     let beside = std::env::current_exe()?.with_file_name(name);
-    let binary = if beside.is_file() { beside } else { PathBuf::from(name) };
+    let binary = if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from(name)
+    };
     let file = std::fs::File::create(log)?;
     let child = Command::new(&binary)
         .args(args)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: provides the real servers (scripts/testenv.sh), then format, lint, TLS
+# backend and the whole test suite on real nats-server and kube-apiserver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/testenv.sh)"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== one TLS backend (ring): no aws-lc-rs, no openssl"
+for crate in aws-lc-rs aws-lc-sys openssl-sys; do
+  if cargo tree --workspace --locked -i "$crate" >/dev/null 2>&1; then
+    echo "error: $crate is in the dependency graph"; exit 1
+  fi
+done
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
