@@ -31,6 +31,40 @@ pub enum Command {
         #[command(subcommand)]
         what: GetCommand,
     },
+    /// Create objects (`msa`).
+    Create {
+        /// What to create.
+        #[command(subcommand)]
+        what: CreateCommand,
+    },
+    /// Let a user read a managed service account's token (and use it through the proxy).
+    Grant {
+        /// User name.
+        user: String,
+        /// Cluster of the managed service account.
+        #[arg(long)]
+        cluster: String,
+        /// Managed service account name.
+        #[arg(long)]
+        msa: String,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// Take a grant away.
+    Revoke {
+        /// User name.
+        user: String,
+        /// Cluster of the managed service account.
+        #[arg(long)]
+        cluster: String,
+        /// Managed service account name.
+        #[arg(long)]
+        msa: String,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Accept clusters that asked to join (they get their certificate).
     Accept {
         /// Cluster names.
@@ -113,6 +147,44 @@ pub enum CertsCommand {
 /// `fleetbus get …`
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
+    /// Managed service accounts with their token status.
+    #[command(alias = "managedserviceaccount")]
+    Msa {
+        /// Only this one.
+        name: Option<String>,
+        /// Only this cluster.
+        #[arg(long, default_value = "")]
+        cluster: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// A managed service account's token (admin, or a granted user).
+    Token {
+        /// Managed service account name.
+        name: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Print the token or a kubeconfig.
+        #[arg(short, long, value_enum, default_value = "token")]
+        output: TokenOutput,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// Who may read which token.
+    Grants {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Managed clusters with their acceptance and availability.
     #[command(alias = "cluster")]
     Clusters {
@@ -125,9 +197,60 @@ pub enum GetCommand {
     },
 }
 
+/// `fleetbus create …`
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// A managed service account: a ServiceAccount on the cluster whose rotated token the hub
+    /// keeps (OCM managed-serviceaccount), optionally with its RBAC rules.
+    #[command(alias = "managedserviceaccount")]
+    Msa {
+        /// Name (DNS-1123 label).
+        name: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Token lifetime asked of the TokenRequest API (10m … 730d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        validity: Duration,
+        /// Delete the MSA this long after creation.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl_after_creation: Option<Duration>,
+        /// RBAC rules for the service account (a list of rules, or a ClusterRole/Role YAML).
+        #[arg(long)]
+        rules_file: Option<PathBuf>,
+        /// Grant the rules in this namespace only (Role + RoleBinding) instead of cluster-wide.
+        #[arg(long, requires = "rules_file")]
+        rules_namespace: Option<String>,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+}
+
+/// What `get token` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenOutput {
+    /// The bearer token.
+    Token,
+    /// A kubeconfig with the token and the cluster's CA.
+    Kubeconfig,
+}
+
 /// `fleetbus delete …`
 #[derive(Debug, Subcommand)]
 pub enum DeleteCommand {
+    /// Remove a managed service account: its ServiceAccount, RBAC and hub token.
+    #[command(alias = "managedserviceaccount")]
+    Msa {
+        /// Name.
+        name: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Remove clusters from the hub; their identity stops working at once.
     #[command(alias = "clusters")]
     Cluster {

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use fleetbus_nats::system;
-use fleetbus_schema::v1::{Acceptance, Cluster, ClusterList, ClusterNames, WhoAmIReply};
+use fleetbus_schema::v1::{
+    Acceptance, Cluster, ClusterList, ClusterNames, Empty, Grant, ManagedServiceAccount,
+    MsaListRequest, MsaRef, WhoAmIReply,
+};
 use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
 use futures::StreamExt;
 use prost::Message;
@@ -16,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::liveness::Liveness;
+use crate::msa::MsaService;
 use crate::registration::{Signer, not_registered, now_ms};
 use crate::store::{Action, ClusterStore};
 
@@ -23,6 +27,8 @@ use crate::store::{Action, ClusterStore};
 pub struct Api {
     /// Cluster records.
     pub store: ClusterStore,
+    /// Managed service accounts, tokens and grants.
+    pub msa: MsaService,
     /// Signs spoke certificates on accept.
     pub signer: Arc<Signer>,
     /// Live availability.
@@ -119,12 +125,41 @@ impl Api {
             ApiEndpoint::ClustersAccept
             | ApiEndpoint::ClustersDeny
             | ApiEndpoint::ClustersDelete => {
-                let names = decode::<ClusterNames>(subject, payload)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let names = decode::<ClusterNames>(subject, payload).map_err(bad)?;
                 self.decide_all(endpoint, caller, names)
                     .await?
                     .encode_to_vec()
             }
+            ApiEndpoint::MsaCreate => {
+                let msa = decode::<ManagedServiceAccount>(subject, payload).map_err(bad)?;
+                self.msa.create(caller, msa).await?.encode_to_vec()
+            }
+            ApiEndpoint::MsaList => {
+                let request = decode::<MsaListRequest>(subject, payload).map_err(bad)?;
+                self.msa.list(&request.cluster).await?.encode_to_vec()
+            }
+            ApiEndpoint::MsaDelete => {
+                let r = decode::<MsaRef>(subject, payload).map_err(bad)?;
+                self.msa.delete(&r.cluster, &r.name).await?;
+                Empty {}.encode_to_vec()
+            }
+            ApiEndpoint::TokenGet => {
+                let r = decode::<MsaRef>(subject, payload).map_err(bad)?;
+                self.msa
+                    .token(caller, admin, &r.cluster, &r.name)
+                    .await?
+                    .encode_to_vec()
+            }
+            ApiEndpoint::GrantCreate => {
+                let grant = decode::<Grant>(subject, payload).map_err(bad)?;
+                self.msa.grant(caller, grant).await?.encode_to_vec()
+            }
+            ApiEndpoint::GrantDelete => {
+                let grant = decode::<Grant>(subject, payload).map_err(bad)?;
+                self.msa.revoke(&grant).await?;
+                Empty {}.encode_to_vec()
+            }
+            ApiEndpoint::GrantList => self.msa.grants().await?.encode_to_vec(),
         };
         Ok(Bytes::from(body))
     }
@@ -132,7 +167,7 @@ impl Api {
     async fn list(&self) -> Result<ClusterList, ApiError> {
         let items = self
             .store
-            .list()
+            .list("")
             .await?
             .into_iter()
             .map(|record| Cluster {
@@ -235,4 +270,8 @@ impl Api {
         }
         Ok(())
     }
+}
+
+fn bad(e: fleetbus_schema::DecodeError) -> ApiError {
+    ApiError::bad_request(e.to_string())
 }

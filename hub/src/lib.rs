@@ -10,7 +10,10 @@ pub mod config;
 pub mod error;
 pub mod heartbeats;
 pub mod liveness;
+pub mod msa;
 pub mod registration;
+pub mod secrets;
+pub mod spoke_requests;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use async_nats::ConnectOptions;
 use fleetbus_nats::callout::Callout;
 use fleetbus_nats::connect::{self, connect_retrying};
 use fleetbus_nats::server::AuthKeys;
-use fleetbus_schema::Identity;
+use fleetbus_schema::v1::SyncRequest;
+use fleetbus_schema::{HubTopic, Identity};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -109,7 +113,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     else {
         return Ok(());
     };
-    let Some(store) = open_store(&client, &config, &shutdown).await else {
+    let secrets_key = secrets::load_key(&config.pki.secrets_key())?;
+    let Some((store, msa)) = open_state(&client, &config, secrets_key, &shutdown).await else {
         return Ok(());
     };
     let _ = store_slot.set(store.clone());
@@ -117,6 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let liveness = Arc::new(Liveness::new(config.lease_timeout));
     let api = Arc::new(api::Api {
         store: store.clone(),
+        msa: msa.clone(),
         signer: signer.clone(),
         liveness: liveness.clone(),
         sys: sys.clone(),
@@ -124,6 +130,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admins: config.admins.clone(),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
+    let serve = |topic, name| {
+        (
+            client.clone(),
+            subjects.clone(),
+            topic,
+            t.clone(),
+            s.clone(),
+            name,
+        )
+    };
     tracker.spawn(log_exit(
         "join",
         registration::serve_join(
@@ -135,16 +151,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             s.clone(),
         ),
     ));
+    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Renew, "renew");
+    let renewals = (store.clone(), signer);
     tracker.spawn(log_exit(
-        "renew",
-        registration::serve_renew(
-            client.clone(),
-            store.clone(),
-            signer,
-            subjects.clone(),
-            t.clone(),
-            s.clone(),
-        ),
+        name,
+        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, request| {
+            let (store, signer) = renewals.clone();
+            async move { registration::renew(&store, &signer, &cluster, request).await }
+        }),
+    ));
+    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Token, "token reports");
+    let reports = msa.clone();
+    tracker.spawn(log_exit(
+        name,
+        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, report| {
+            let msa = reports.clone();
+            async move { msa.report(&cluster, report).await }
+        }),
+    ));
+    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Sync, "sync");
+    let syncs = msa.clone();
+    tracker.spawn(log_exit(
+        name,
+        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, _: SyncRequest| {
+            let msa = syncs.clone();
+            async move { msa.desired(&cluster).await }
+        }),
     ));
     tracker.spawn(log_exit(
         "heartbeats",
@@ -161,6 +193,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "disconnects",
         heartbeats::serve_disconnects(sys.clone(), liveness, s.clone()),
     ));
+    tracker.spawn(sweep_expired(msa, s.clone()));
     tracker.spawn(log_exit("api", api.serve(client.clone(), t, s)));
     tracing::info!(url, prefix = subjects.prefix(), "hub running");
 
@@ -175,24 +208,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Opens the cluster bucket, retrying while JetStream is not ready yet.
-async fn open_store(
+/// Opens the hub's buckets, retrying while JetStream is not ready yet.
+async fn open_state(
     client: &async_nats::Client,
     config: &Config,
+    secrets_key: [u8; 32],
     shutdown: &CancellationToken,
-) -> Option<ClusterStore> {
+) -> Option<(ClusterStore, msa::MsaService)> {
     let js = async_nats::jetstream::new(client.clone());
-    let bucket = config.subjects.clusters_bucket();
+    let (s, replicas) = (&config.subjects, config.replicas);
+    let open = || async {
+        let clusters = ClusterStore::open(&js, &s.clusters_bucket(), replicas).await?;
+        let service = msa::MsaService {
+            msas: store::Bucket::open(&js, &s.msa_bucket(), replicas).await?,
+            grants: store::Bucket::open(&js, &s.grants_bucket(), replicas).await?,
+            secrets: secrets::Secrets::open(&js, &s.tokens_bucket(), replicas, secrets_key)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            clusters: clusters.clone(),
+            client: client.clone(),
+            subjects: s.clone(),
+        };
+        anyhow::Ok((clusters, service))
+    };
     let mut attempt = 0;
     loop {
-        match ClusterStore::open(&js, &bucket, config.replicas).await {
-            Ok(store) => return Some(store),
+        match open().await {
+            Ok(state) => return Some(state),
             Err(e) => tracing::warn!(error = %e, attempt, "cannot open hub state; retrying"),
         }
         attempt += 1;
         tokio::select! {
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(connect::reconnect_delay(attempt)) => {}
+        }
+    }
+}
+
+/// Applies `ttlSecondsAfterCreation` every few seconds (idempotent across replicas).
+async fn sweep_expired(msa: msa::MsaService, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        if let Err(e) = msa.sweep().await {
+            tracing::warn!(error = %e, "msa ttl sweep failed");
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Cluster records in a JetStream KV bucket. Every change is a compare-and-set on the entry's
-//! revision, retried on conflict, so several hub replicas never overwrite each other.
+//! Hub state in JetStream KV buckets, one protobuf message per key. Every change is a
+//! compare-and-set on the entry's revision, retried on conflict, so several hub replicas never
+//! overwrite each other.
+
+use std::marker::PhantomData;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use fleetbus_schema::decode;
 use fleetbus_schema::v1::ClusterRecord;
-use fleetbus_schema::{ClusterName, decode};
 use futures::TryStreamExt;
 use prost::Message;
 
@@ -18,7 +21,7 @@ pub enum StoreError {
     #[error(transparent)]
     Corrupt(#[from] fleetbus_schema::DecodeError),
     /// Too many concurrent writers.
-    #[error("cluster {0} is being changed concurrently; try again")]
+    #[error("{0} is being changed concurrently; try again")]
     Contended(String),
 }
 
@@ -26,10 +29,10 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// What an update decides to do with a record.
-pub enum Action {
-    /// Write this record.
-    Put(Box<ClusterRecord>),
+/// What an update decides to do with an entry.
+pub enum Action<M> {
+    /// Write this value.
+    Put(Box<M>),
     /// Remove the entry.
     Delete,
     /// Change nothing.
@@ -38,126 +41,142 @@ pub enum Action {
 
 const MAX_ATTEMPTS: usize = 16;
 
-/// The `<prefix>-clusters` bucket.
-#[derive(Clone)]
-pub struct ClusterStore {
-    kv: kv::Store,
+/// Opens a KV bucket, creating it if this is the first hub.
+pub async fn open_kv(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<kv::Store, StoreError> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        history: 5,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(kv) => Ok(kv),
+        // Another replica may have created it a moment ago.
+        Err(e) => js.get_key_value(bucket).await.map_err(|_| unavailable(e)),
+    }
 }
 
-impl ClusterStore {
-    /// Opens the bucket, creating it if this is the first hub.
+/// A bucket of `M` messages.
+pub struct Bucket<M> {
+    kv: kv::Store,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Bucket<M> {
+    fn clone(&self) -> Self {
+        Self {
+            kv: self.kv.clone(),
+            _message: PhantomData,
+        }
+    }
+}
+
+/// Cluster records, by cluster name.
+pub type ClusterStore = Bucket<ClusterRecord>;
+
+impl<M: Message + Default> Bucket<M> {
+    /// Opens (or creates) `bucket`.
     pub async fn open(
         js: &jetstream::Context,
         bucket: &str,
         replicas: usize,
     ) -> Result<Self, StoreError> {
-        if let Ok(kv) = js.get_key_value(bucket).await {
-            return Ok(Self { kv });
-        }
-        let config = kv::Config {
-            bucket: bucket.to_owned(),
-            history: 5,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        let kv = match js.create_key_value(config).await {
-            Ok(kv) => kv,
-            // Another replica may have created it a moment ago.
-            Err(e) => js.get_key_value(bucket).await.map_err(|_| unavailable(e))?,
-        };
-        Ok(Self { kv })
+        Ok(Self {
+            kv: open_kv(js, bucket, replicas).await?,
+            _message: PhantomData,
+        })
     }
 
-    /// The record of `name`, if any.
-    pub async fn get(&self, name: &ClusterName) -> Result<Option<ClusterRecord>, StoreError> {
-        Ok(self.entry(name).await?.map(|(record, _)| record))
+    /// The value at `key`, if any.
+    pub async fn get(&self, key: impl AsRef<str>) -> Result<Option<M>, StoreError> {
+        Ok(self.entry(key.as_ref()).await?.map(|(value, _)| value))
     }
 
-    async fn entry(&self, name: &ClusterName) -> Result<Option<(ClusterRecord, u64)>, StoreError> {
-        match self.kv.entry(name.as_str()).await.map_err(unavailable)? {
+    async fn entry(&self, key: &str) -> Result<Option<(M, u64)>, StoreError> {
+        match self.kv.entry(key).await.map_err(unavailable)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let record = decode::<ClusterRecord>(&entry.key, &entry.value)?;
-                Ok(Some((record, entry.revision)))
+                let value = decode::<M>(&entry.key, &entry.value)?;
+                Ok(Some((value, entry.revision)))
             }
             _ => Ok(None),
         }
     }
 
-    /// Every record, sorted by name.
-    pub async fn list(&self) -> Result<Vec<ClusterRecord>, StoreError> {
+    /// Every value whose key starts with `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
         let mut keys: Vec<String> = self
             .kv
             .keys()
             .await
             .map_err(unavailable)?
+            .try_filter(|k| std::future::ready(k.starts_with(prefix)))
             .try_collect()
             .await
             .map_err(unavailable)?;
         keys.sort();
-        let mut records = Vec::with_capacity(keys.len());
+        let mut values = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(value) = self.kv.get(&key).await.map_err(unavailable)? {
-                records.push(decode::<ClusterRecord>(&key, &value)?);
+            if let Some((value, _)) = self.entry(&key).await? {
+                values.push(value);
             }
         }
-        Ok(records)
+        Ok(values)
     }
 
-    /// Reads `name`, lets `decide` choose an action, and applies it with compare-and-set on
+    /// Reads `key`, lets `decide` choose an action, and applies it with compare-and-set on
     /// the revision it read; if another replica wrote in between, reads again and retries.
     pub async fn update<T, E: From<StoreError>>(
         &self,
-        name: &ClusterName,
-        mut decide: impl FnMut(Option<ClusterRecord>) -> Result<(Action, T), E>,
+        key: impl AsRef<str>,
+        mut decide: impl FnMut(Option<M>) -> Result<(Action<M>, T), E>,
     ) -> Result<T, E> {
+        let key = key.as_ref();
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.entry(name).await?;
+            let current = self.entry(key).await?;
             let revision = current.as_ref().map_or(0, |(_, r)| *r);
-            let (action, out) = decide(current.map(|(record, _)| record))?;
+            let (action, out) = decide(current.map(|(value, _)| value))?;
             let written = match action {
                 Action::Keep => return Ok(out),
-                Action::Put(record) => self.put(name, &record, revision).await?,
-                Action::Delete => self.delete(name, revision).await?,
+                Action::Put(value) => self.put(key, &*value, revision).await?,
+                Action::Delete => self.delete(key, revision).await?,
             };
             if written {
                 return Ok(out);
             }
         }
-        Err(StoreError::Contended(name.to_string()).into())
+        Err(StoreError::Contended(key.to_owned()).into())
     }
 
     /// `Ok(false)` when `revision` is no longer the latest.
-    async fn put(
-        &self,
-        name: &ClusterName,
-        record: &ClusterRecord,
-        revision: u64,
-    ) -> Result<bool, StoreError> {
-        let value = Bytes::from(record.encode_to_vec());
+    async fn put(&self, key: &str, value: &M, revision: u64) -> Result<bool, StoreError> {
+        let value = Bytes::from(value.encode_to_vec());
         if revision == 0 {
-            return match self.kv.create(name.as_str(), value).await {
+            return match self.kv.create(key, value).await {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(unavailable(e)),
             };
         }
-        match self.kv.update(name.as_str(), value, revision).await {
+        match self.kv.update(key, value, revision).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn delete(&self, name: &ClusterName, revision: u64) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &str, revision: u64) -> Result<bool, StoreError> {
         if revision == 0 {
             return Ok(true);
         }
-        match self
-            .kv
-            .delete_expect_revision(name.as_str(), Some(revision))
-            .await
-        {
+        match self.kv.delete_expect_revision(key, Some(revision)).await {
             Ok(()) => Ok(true),
             // The server reports a stale revision as "wrong last sequence".
             Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),

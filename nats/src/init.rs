@@ -82,6 +82,12 @@ impl PkiDir {
         self.write_pair(self.user(options.admin.as_str()), &admin)?;
 
         AuthKeys::generate().save(self)?;
+        let secret: [u8; 32] = rand::random();
+        write_atomic(
+            &self.secrets_key(),
+            data_encoding::HEXLOWER.encode(&secret).as_bytes(),
+            true,
+        )?;
         Ok(())
     }
 
@@ -132,6 +138,7 @@ mod tests {
             pki.pair("bootstrap").1,
             pki.user("admin").1,
             pki.nkey("issuer"),
+            pki.secrets_key(),
         ] {
             let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());

@@ -10,6 +10,7 @@
 //! nkeys/issuer.nk               account key that signs auth-callout answers (hub only)
 //! nkeys/callout.nk              the hub's auth-callout connection (AUTH account)
 //! nkeys/system.nk               the hub's system-account connection (connection events, kicks)
+//! secrets.key                   the hub's key for tokens at rest (hub only)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,11 @@ impl PkiDir {
             self.root.join("auditors").join(format!("{name}.crt")),
             self.root.join("auditors").join(format!("{name}.key")),
         )
+    }
+
+    /// The hub's symmetric key for secrets at rest.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("secrets.key")
     }
 
     /// An nkey seed file (`issuer`, `callout`, `system`).

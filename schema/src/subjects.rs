@@ -15,6 +15,10 @@ pub enum HubTopic {
     Heartbeat,
     /// Certificate renewal (request/reply).
     Renew,
+    /// Token-sync events of managed service accounts (request/reply).
+    Token,
+    /// Fetch the desired state for this cluster (request/reply).
+    Sync,
 }
 
 impl HubTopic {
@@ -22,6 +26,8 @@ impl HubTopic {
         match self {
             Self::Heartbeat => "heartbeat",
             Self::Renew => "renew",
+            Self::Token => "token",
+            Self::Sync => "sync",
         }
     }
 }
@@ -39,16 +45,37 @@ pub enum ApiEndpoint {
     ClustersDeny,
     /// Remove clusters and revoke their identity (admin).
     ClustersDelete,
+    /// Create a managed service account (admin).
+    MsaCreate,
+    /// List managed service accounts (admin).
+    MsaList,
+    /// Delete a managed service account (admin).
+    MsaDelete,
+    /// Read an MSA token (admin or granted user).
+    TokenGet,
+    /// Grant a user an MSA token (admin).
+    GrantCreate,
+    /// Revoke a grant (admin).
+    GrantDelete,
+    /// List grants (admin).
+    GrantList,
 }
 
 impl ApiEndpoint {
     /// All endpoints, for registering the service.
-    pub const ALL: [ApiEndpoint; 5] = [
+    pub const ALL: [ApiEndpoint; 12] = [
         Self::WhoAmI,
         Self::ClustersList,
         Self::ClustersAccept,
         Self::ClustersDeny,
         Self::ClustersDelete,
+        Self::MsaCreate,
+        Self::MsaList,
+        Self::MsaDelete,
+        Self::TokenGet,
+        Self::GrantCreate,
+        Self::GrantDelete,
+        Self::GrantList,
     ];
 
     /// `(resource, verb)`.
@@ -59,6 +86,13 @@ impl ApiEndpoint {
             Self::ClustersAccept => ("clusters", "accept"),
             Self::ClustersDeny => ("clusters", "deny"),
             Self::ClustersDelete => ("clusters", "delete"),
+            Self::MsaCreate => ("msa", "create"),
+            Self::MsaList => ("msa", "list"),
+            Self::MsaDelete => ("msa", "delete"),
+            Self::TokenGet => ("token", "get"),
+            Self::GrantCreate => ("grants", "create"),
+            Self::GrantDelete => ("grants", "delete"),
+            Self::GrantList => ("grants", "list"),
         }
     }
 
@@ -70,10 +104,7 @@ impl ApiEndpoint {
 
     /// Whether only admins may call it.
     pub fn admin_only(self) -> bool {
-        matches!(
-            self,
-            Self::ClustersAccept | Self::ClustersDeny | Self::ClustersDelete
-        )
+        !matches!(self, Self::WhoAmI | Self::ClustersList | Self::TokenGet)
     }
 }
 
@@ -130,6 +161,11 @@ impl Subjects {
         format!("{}.spoke.{cluster}.>", self.prefix)
     }
 
+    /// hub → spoke: the desired state changed, sync again.
+    pub fn spoke_changed(&self, cluster: &ClusterName) -> String {
+        format!("{}.spoke.{cluster}.changed", self.prefix)
+    }
+
     /// A hub API call by `user`.
     pub fn api(&self, user: &UserName, endpoint: ApiEndpoint) -> String {
         let (resource, verb) = endpoint.tokens();
@@ -175,6 +211,21 @@ impl Subjects {
     /// JetStream KV bucket holding cluster records.
     pub fn clusters_bucket(&self) -> String {
         format!("{}-clusters", self.prefix)
+    }
+
+    /// JetStream KV bucket holding managed service accounts.
+    pub fn msa_bucket(&self) -> String {
+        format!("{}-msa", self.prefix)
+    }
+
+    /// JetStream KV bucket holding encrypted service-account tokens.
+    pub fn tokens_bucket(&self) -> String {
+        format!("{}-tokens", self.prefix)
+    }
+
+    /// JetStream KV bucket holding grants.
+    pub fn grants_bucket(&self) -> String {
+        format!("{}-grants", self.prefix)
     }
 }
 
@@ -245,6 +296,40 @@ mod tests {
                 "_INBOX.fleet.bootstrap.>",
             ),
             (s.clusters_bucket(), "fleet-clusters"),
+            (s.msa_bucket(), "fleet-msa"),
+            (s.tokens_bucket(), "fleet-tokens"),
+            (s.grants_bucket(), "fleet-grants"),
+            (s.hub(&c("c1"), HubTopic::Token), "fleet.hub.c1.token"),
+            (s.hub(&c("c1"), HubTopic::Sync), "fleet.hub.c1.sync"),
+            (s.spoke_changed(&c("c1")), "fleet.spoke.c1.changed"),
+            (
+                s.api(&alice, ApiEndpoint::MsaCreate),
+                "fleet.api.alice.msa.create",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::MsaList),
+                "fleet.api.alice.msa.list",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::MsaDelete),
+                "fleet.api.alice.msa.delete",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::TokenGet),
+                "fleet.api.alice.token.get",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::GrantCreate),
+                "fleet.api.alice.grants.create",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::GrantDelete),
+                "fleet.api.alice.grants.delete",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::GrantList),
+                "fleet.api.alice.grants.list",
+            ),
         ];
         for (built, want) in golden {
             assert_eq!(built, want);

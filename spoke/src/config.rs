@@ -52,6 +52,13 @@ pub struct Args {
     /// How often a pending spoke asks again whether it was accepted.
     #[arg(long, env = "FLEETBUS_JOIN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub join_interval: Duration,
+    /// Namespace of managed service accounts.
+    #[arg(
+        long,
+        env = "FLEETBUS_MSA_NAMESPACE",
+        default_value = "open-cluster-management-managed-serviceaccount"
+    )]
+    pub msa_namespace: String,
     /// Log format.
     #[arg(long, env = "FLEETBUS_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
@@ -80,6 +87,10 @@ pub struct Config {
     pub join_interval: Duration,
     /// Renew the certificate after this fraction of its lifetime (0.77: 23 % left).
     pub renew_fraction: f64,
+    /// Namespace of managed service accounts.
+    pub msa_namespace: String,
+    /// Refresh MSA tokens after this fraction of their actual lifetime (0.8; tests shorten it).
+    pub token_refresh_fraction: f64,
 }
 
 impl Args {
@@ -106,6 +117,8 @@ impl Args {
         config.labels = labels;
         config.heartbeat_interval = self.heartbeat_interval;
         config.join_interval = self.join_interval;
+        fleetbus_schema::names::validate_label("namespace", &self.msa_namespace)?;
+        config.msa_namespace = self.msa_namespace;
         Ok(config)
     }
 }
@@ -134,6 +147,8 @@ impl Config {
             heartbeat_interval: Duration::from_secs(1),
             join_interval: Duration::from_secs(2),
             renew_fraction: 0.77,
+            msa_namespace: "open-cluster-management-managed-serviceaccount".into(),
+            token_refresh_fraction: 0.8,
         }
     }
 

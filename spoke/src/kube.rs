@@ -9,7 +9,12 @@ use anyhow::Context;
 /// A client for the local kube-apiserver.
 #[derive(Clone)]
 pub struct Kube {
-    client: kube::Client,
+    /// The client.
+    pub client: kube::Client,
+    /// The apiserver URL as this spoke reaches it.
+    pub server: String,
+    /// The apiserver's CA bundle (PEM), empty when the system roots are used.
+    pub ca_pem: String,
 }
 
 impl Kube {
@@ -30,8 +35,23 @@ impl Kube {
                 .await
                 .context("no kubeconfig given and no in-cluster config found")?,
         };
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
+        let ca_pem = config
+            .root_cert
+            .iter()
+            .flatten()
+            .map(|der| pem("CERTIFICATE", der))
+            .collect();
         let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            server,
+            ca_pem,
+        })
     }
 
     /// The apiserver's `gitVersion`.
@@ -58,4 +78,18 @@ impl Kube {
             Err(e) => Err(format!("/readyz: {e}")),
         }
     }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }

@@ -6,7 +6,9 @@
 pub mod config;
 pub mod join;
 pub mod kube;
+pub mod msa;
 pub mod session;
+pub mod tokens;
 
 use tokio_util::sync::CancellationToken;
 

@@ -65,6 +65,12 @@ pub async fn run(
         session.clone(),
     ));
     let rotation = tokio::spawn(rotate(client.clone(), config.clone(), session.clone()));
+    let tokens = tokio::spawn(crate::tokens::run(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        session.clone(),
+    ));
     let mut refusals = 0;
     let end = loop {
         tokio::select! {
@@ -86,6 +92,7 @@ pub async fn run(
     session.cancel();
     let _ = heartbeat.await;
     let _ = rotation.await;
+    let _ = tokens.await;
     let _ = client.drain().await;
     Ok(end)
 }

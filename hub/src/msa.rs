@@ -1,0 +1,487 @@
+//! Managed service accounts on the hub (OCM managed-serviceaccount): the desired MSAs per
+//! cluster, the token-sync events spokes send, encrypted token storage, grants, and the
+//! `ttlSecondsAfterCreation` sweeper. Spokes learn their MSAs by syncing
+//! (`<prefix>.hub.<cluster>.sync`), which only ever answers for the asking cluster.
+
+use std::time::Duration;
+
+use fleetbus_schema::v1::{
+    Condition, ConditionStatus, DesiredState, Grant, GrantList, ManagedServiceAccount, MsaList,
+    MsaStatus, PolicyRule, TokenReply, TokenReport, TokenReportAck, TokenSecret,
+};
+use fleetbus_schema::{ClusterName, Subjects, UserName};
+use prost::Message;
+
+use crate::error::ApiError;
+use crate::registration::{not_registered, now_ms};
+use crate::secrets::Secrets;
+use crate::store::{Action, Bucket, ClusterStore};
+
+/// Shortest validity the apiserver's TokenRequest accepts.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(600);
+/// Longest validity fleetbus asks for.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(2 * 365 * 86_400);
+/// Default validity: a day. Short, because spokes rotate tokens on their own and the proxy
+/// fetches a fresh one for every session; OCM's 360 days leave a leaked token usable for a year.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(86_400);
+
+/// The MSA part of the hub.
+#[derive(Clone)]
+pub struct MsaService {
+    /// Desired MSAs with status, key `<cluster>.<name>`.
+    pub msas: Bucket<ManagedServiceAccount>,
+    /// Grants, key `<user>.<cluster>.<msa>`.
+    pub grants: Bucket<Grant>,
+    /// Sealed tokens, key `<cluster>.<name>`.
+    pub secrets: Secrets,
+    /// Cluster records (an MSA needs a registered cluster).
+    pub clusters: ClusterStore,
+    /// To notify spokes.
+    pub client: async_nats::Client,
+    /// Subjects of this fleet.
+    pub subjects: Subjects,
+}
+
+fn key(cluster: &str, name: &str) -> String {
+    format!("{cluster}.{name}")
+}
+
+fn names(cluster: &str, name: &str) -> Result<(ClusterName, UserName), ApiError> {
+    let cluster = ClusterName::new(cluster).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // MSA names become subject-safe keys: DNS-1123 labels, like cluster and user names.
+    let name = UserName::new(name).map_err(|e| {
+        ApiError::bad_request(e.to_string().replace("user name", "service account name"))
+    })?;
+    Ok((cluster, name))
+}
+
+/// Checks a requested MSA and fills defaults.
+pub fn validate(mut msa: ManagedServiceAccount) -> Result<ManagedServiceAccount, ApiError> {
+    names(&msa.cluster, &msa.name)?;
+    if msa.validity_seconds == 0 {
+        msa.validity_seconds = DEFAULT_VALIDITY.as_secs() as i64;
+    }
+    let validity = Duration::from_secs(msa.validity_seconds.max(0) as u64);
+    if validity < MIN_VALIDITY || validity > MAX_VALIDITY {
+        return Err(ApiError::bad_request(format!(
+            "validity must be between 10m and 730d (the apiserver refuses tokens shorter than 10m); got {}s",
+            msa.validity_seconds
+        )));
+    }
+    if msa.ttl_seconds_after_creation < 0 {
+        return Err(ApiError::bad_request(
+            "ttlSecondsAfterCreation must not be negative",
+        ));
+    }
+    if !msa.rules_namespace.is_empty() {
+        fleetbus_schema::names::validate_label("namespace", &msa.rules_namespace)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    for (i, rule) in msa.rules.iter().enumerate() {
+        validate_rule(rule, !msa.rules_namespace.is_empty())
+            .map_err(|why| ApiError::bad_request(format!("rules[{i}]: {why}")))?;
+    }
+    Ok(msa)
+}
+
+fn validate_rule(rule: &PolicyRule, namespaced: bool) -> Result<(), &'static str> {
+    if rule.verbs.is_empty() {
+        return Err("verbs must not be empty");
+    }
+    match (rule.resources.is_empty(), rule.non_resource_urls.is_empty()) {
+        (true, true) => Err("needs resources or nonResourceURLs"),
+        (false, false) => Err("resources and nonResourceURLs cannot be mixed in one rule"),
+        (true, false) if namespaced => Err("nonResourceURLs need cluster-wide rules"),
+        (false, true) if rule.api_groups.is_empty() => {
+            Err("apiGroups must not be empty (\"\" is the core group)")
+        }
+        _ => Ok(()),
+    }
+}
+
+impl MsaService {
+    async fn notify(&self, cluster: &str) {
+        let Ok(cluster) = ClusterName::new(cluster) else {
+            return;
+        };
+        let notice = fleetbus_schema::v1::ChangeNotice {}.encode_to_vec();
+        if let Err(e) = self
+            .client
+            .publish(self.subjects.spoke_changed(&cluster), notice.into())
+            .await
+        {
+            tracing::warn!(%cluster, error = %e, "could not notify spoke");
+        }
+    }
+
+    /// Creates an MSA (admin).
+    pub async fn create(
+        &self,
+        caller: &UserName,
+        requested: ManagedServiceAccount,
+    ) -> Result<ManagedServiceAccount, ApiError> {
+        let mut msa = validate(requested)?;
+        let (cluster, _) = names(&msa.cluster, &msa.name)?;
+        if self.clusters.get(&cluster).await?.is_none() {
+            return Err(not_registered(&cluster));
+        }
+        msa.generation = 1;
+        msa.created_ms = now_ms();
+        msa.created_by = caller.to_string();
+        msa.status = Some(MsaStatus::default());
+        let stored = self
+            .msas
+            .update(key(&msa.cluster, &msa.name), |current| match current {
+                Some(_) => Err(ApiError::conflict(format!(
+                    "managed service account {} already exists on cluster {}",
+                    msa.name, msa.cluster
+                ))),
+                None => Ok((Action::Put(Box::new(msa.clone())), msa.clone())),
+            })
+            .await?;
+        self.notify(&stored.cluster).await;
+        tracing::info!(cluster = %stored.cluster, msa = %stored.name, by = %caller, "msa created");
+        Ok(stored)
+    }
+
+    /// Deletes an MSA, its token and its grants; the spoke removes the service account.
+    pub async fn delete(&self, cluster: &str, name: &str) -> Result<(), ApiError> {
+        names(cluster, name)?;
+        let k = key(cluster, name);
+        self.msas
+            .update(&k, |current| match current {
+                Some(_) => Ok((Action::Delete, ())),
+                None => Err(ApiError::not_found(format!(
+                    "managed service account {name} not found on cluster {cluster}"
+                ))),
+            })
+            .await?;
+        self.secrets.delete(&k).await.map_err(|e| ApiError {
+            code: 503,
+            message: e.to_string(),
+        })?;
+        for grant in self.grants.list("").await? {
+            if grant.cluster == cluster && grant.msa == name {
+                let gk = format!("{}.{cluster}.{name}", grant.user);
+                self.grants
+                    .update(&gk, |_| Ok::<_, ApiError>((Action::Delete, ())))
+                    .await?;
+            }
+        }
+        self.notify(cluster).await;
+        Ok(())
+    }
+
+    /// MSAs of one cluster, or all.
+    pub async fn list(&self, cluster: &str) -> Result<MsaList, ApiError> {
+        let prefix = if cluster.is_empty() {
+            String::new()
+        } else {
+            format!("{cluster}.")
+        };
+        Ok(MsaList {
+            items: self.msas.list(&prefix).await?,
+        })
+    }
+
+    /// The token, for the admin or a granted user.
+    pub async fn token(
+        &self,
+        caller: &UserName,
+        admin: bool,
+        cluster: &str,
+        name: &str,
+    ) -> Result<TokenReply, ApiError> {
+        names(cluster, name)?;
+        let granted = self
+            .grants
+            .get(format!("{caller}.{cluster}.{name}"))
+            .await?
+            .is_some();
+        if !admin && !granted {
+            return Err(ApiError::forbidden(format!(
+                "user {caller} is not granted managed service account {name} on cluster {cluster}"
+            )));
+        }
+        let secret = self
+            .secrets
+            .get(&key(cluster, name))
+            .await
+            .map_err(|e| ApiError {
+                code: 503,
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no token has been reported for {name} on cluster {cluster} yet"
+                ))
+            })?;
+        tracing::info!(%cluster, msa = %name, user = %caller, "token read");
+        Ok(TokenReply {
+            token: secret.token,
+            ca_pem: secret.ca_pem,
+            server: secret.server,
+            expiration_ms: secret.expiration_ms,
+        })
+    }
+
+    /// Grants `user` the token of an existing MSA.
+    pub async fn grant(&self, caller: &UserName, mut grant: Grant) -> Result<Grant, ApiError> {
+        UserName::new(grant.user.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        names(&grant.cluster, &grant.msa)?;
+        if self
+            .msas
+            .get(key(&grant.cluster, &grant.msa))
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!(
+                "managed service account {} not found on cluster {}",
+                grant.msa, grant.cluster
+            )));
+        }
+        grant.created_ms = now_ms();
+        grant.created_by = caller.to_string();
+        let k = format!("{}.{}.{}", grant.user, grant.cluster, grant.msa);
+        self.grants
+            .update(&k, |_| {
+                Ok::<_, ApiError>((Action::Put(Box::new(grant.clone())), ()))
+            })
+            .await?;
+        Ok(grant)
+    }
+
+    /// Removes a grant.
+    pub async fn revoke(&self, grant: &Grant) -> Result<(), ApiError> {
+        let k = format!("{}.{}.{}", grant.user, grant.cluster, grant.msa);
+        self.grants
+            .update(&k, |current| match current {
+                Some(_) => Ok((Action::Delete, ())),
+                None => Err(ApiError::not_found(format!(
+                    "user {} has no grant for {} on cluster {}",
+                    grant.user, grant.msa, grant.cluster
+                ))),
+            })
+            .await
+    }
+
+    /// All grants.
+    pub async fn grants(&self) -> Result<GrantList, ApiError> {
+        Ok(GrantList {
+            items: self.grants.list("").await?,
+        })
+    }
+
+    /// What `cluster` should have.
+    pub async fn desired(&self, cluster: &ClusterName) -> Result<DesiredState, ApiError> {
+        Ok(DesiredState {
+            service_accounts: self.msas.list(&format!("{cluster}.")).await?,
+        })
+    }
+
+    /// A token-sync event from `cluster` (the subject's identity token, set by nats-server).
+    pub async fn report(
+        &self,
+        cluster: &ClusterName,
+        report: TokenReport,
+    ) -> Result<TokenReportAck, ApiError> {
+        let k = key(cluster.as_str(), &report.name);
+        let now = now_ms();
+        let ok = report.error_reason.is_empty() && !report.token.is_empty();
+        if ok {
+            let secret = TokenSecret {
+                token: report.token.clone(),
+                ca_pem: report.ca_pem.clone(),
+                server: report.server.clone(),
+                expiration_ms: report.expiration_ms,
+            };
+            // Only for an MSA that exists: a report for a deleted one is dropped below.
+            if self.msas.get(&k).await?.is_some() {
+                self.secrets.put(&k, &secret).await.map_err(|e| ApiError {
+                    code: 503,
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        self.msas
+            .update(&k, |current| {
+                let Some(mut msa) = current else {
+                    return Err(ApiError::not_found(format!(
+                        "managed service account {} not found",
+                        report.name
+                    )));
+                };
+                let status = msa.status.get_or_insert_with(MsaStatus::default);
+                status.observed_generation = report.generation;
+                if ok {
+                    status.expiration_ms = report.expiration_ms;
+                    status.last_refresh_ms = now;
+                    status.token_secret_name = msa.name.clone();
+                    set(
+                        &mut status.conditions,
+                        "SecretCreated",
+                        ConditionStatus::True,
+                        "SecretCreated",
+                        "service account and token exist on the cluster",
+                        now,
+                    );
+                    set(
+                        &mut status.conditions,
+                        "TokenReported",
+                        ConditionStatus::True,
+                        "TokenReported",
+                        "the token is stored on the hub",
+                        now,
+                    );
+                } else {
+                    let reason = if report.error_reason.is_empty() {
+                        "TokenReportFailed"
+                    } else {
+                        &report.error_reason
+                    };
+                    set(
+                        &mut status.conditions,
+                        "TokenReported",
+                        ConditionStatus::False,
+                        reason,
+                        &report.error_message,
+                        now,
+                    );
+                }
+                Ok((Action::Put(Box::new(msa)), ()))
+            })
+            .await?;
+        if ok {
+            tracing::info!(%cluster, msa = %report.name, "token reported");
+        } else {
+            tracing::warn!(%cluster, msa = %report.name, reason = %report.error_reason, message = %report.error_message, "token report failed");
+        }
+        Ok(TokenReportAck {})
+    }
+
+    /// Deletes MSAs whose `ttlSecondsAfterCreation` has passed.
+    pub async fn sweep(&self) -> Result<usize, ApiError> {
+        let now = now_ms();
+        let mut deleted = 0;
+        for msa in self.msas.list("").await? {
+            let ttl = msa.ttl_seconds_after_creation;
+            if ttl > 0 && msa.created_ms + ttl * 1000 <= now {
+                match self.delete(&msa.cluster, &msa.name).await {
+                    Ok(()) => deleted += 1,
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(cluster = %msa.cluster, msa = %msa.name, "msa expired (ttlSecondsAfterCreation)");
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Sets condition `kind`, keeping its transition time when the status did not change.
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    kind: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+    now: i64,
+) {
+    let new = Condition {
+        r#type: kind.into(),
+        status: status as i32,
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_ms: now,
+    };
+    match conditions.iter_mut().find(|c| c.r#type == kind) {
+        Some(c) if c.status == new.status => {
+            c.reason = new.reason;
+            c.message = new.message;
+        }
+        Some(c) => *c = new,
+        None => conditions.push(new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msa(validity: i64) -> ManagedServiceAccount {
+        ManagedServiceAccount {
+            name: "dep".into(),
+            cluster: "cluster1".into(),
+            validity_seconds: validity,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validity_defaults_and_bounds() {
+        assert_eq!(validate(msa(0)).unwrap().validity_seconds, 86_400);
+        assert!(
+            validate(msa(599))
+                .unwrap_err()
+                .message
+                .contains("between 10m and 730d")
+        );
+        assert!(validate(msa(3 * 365 * 86_400)).is_err());
+        assert!(validate(msa(600)).is_ok());
+    }
+
+    #[test]
+    fn names_and_rules_are_checked() {
+        let mut bad = msa(0);
+        bad.name = "Dep.x".into();
+        assert!(
+            validate(bad)
+                .unwrap_err()
+                .message
+                .contains("invalid service account name")
+        );
+        let rule = |verbs: &[&str], groups: &[&str], res: &[&str], urls: &[&str]| PolicyRule {
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            api_groups: groups.iter().map(|s| s.to_string()).collect(),
+            resources: res.iter().map(|s| s.to_string()).collect(),
+            non_resource_urls: urls.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(validate_rule(&rule(&["list"], &["apps"], &["deployments"], &[]), false).is_ok());
+        assert!(validate_rule(&rule(&[], &["apps"], &["deployments"], &[]), false).is_err());
+        assert!(validate_rule(&rule(&["get"], &[], &[], &["/healthz"]), false).is_ok());
+        assert!(validate_rule(&rule(&["get"], &[], &[], &["/healthz"]), true).is_err());
+        assert!(validate_rule(&rule(&["get"], &[], &["pods"], &[]), false).is_err());
+    }
+
+    #[test]
+    fn conditions_keep_transition_time_when_unchanged() {
+        let mut c = Vec::new();
+        set(
+            &mut c,
+            "TokenReported",
+            ConditionStatus::True,
+            "TokenReported",
+            "",
+            1,
+        );
+        set(
+            &mut c,
+            "TokenReported",
+            ConditionStatus::True,
+            "TokenReported",
+            "again",
+            2,
+        );
+        assert_eq!(c[0].last_transition_ms, 1);
+        set(
+            &mut c,
+            "TokenReported",
+            ConditionStatus::False,
+            "TokenReportFailed",
+            "x",
+            3,
+        );
+        assert_eq!((c.len(), c[0].last_transition_ms), (1, 3));
+    }
+}

@@ -1,0 +1,282 @@
+//! The spoke's MSA loop: sync the desired MSAs from the hub (on connect, on a change notice,
+//! and every 30 s), make each real, report its token as a token-sync event, refresh it when
+//! 80 % of its actual lifetime has passed, and remove what the hub no longer wants.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fleetbus_schema::v1::{DesiredState, ManagedServiceAccount, SyncRequest, TokenReport};
+use fleetbus_schema::{HubTopic, decode, headers};
+use futures::StreamExt;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kube::Kube;
+use crate::msa::{Reconciler, now_ms};
+
+/// Full resync period (notices are core NATS and may be missed).
+const RESYNC: Duration = Duration::from_secs(30);
+/// Retry period after a failure.
+const RETRY: Duration = Duration::from_secs(10);
+/// Never refresh more often than this, whatever the apiserver says.
+const MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// When to refresh a token issued at `issued_ms` that expires at `expiration_ms`: after
+/// `fraction` of its *actual* lifetime (the apiserver may shorten what was asked).
+pub fn refresh_delay(now_ms: i64, issued_ms: i64, expiration_ms: i64, fraction: f64) -> Duration {
+    let lifetime = (expiration_ms - issued_ms).max(0) as f64;
+    let at = issued_ms + (lifetime * fraction) as i64;
+    Duration::from_millis((at - now_ms).max(0) as u64)
+        .max(MIN_REFRESH.min(Duration::from_millis(lifetime as u64 / 2)))
+}
+
+struct Tracked {
+    generation: i64,
+    due_ms: i64,
+}
+
+/// Runs until `stop`.
+pub async fn run(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+    let reconciler = Reconciler::new(kube.client.clone(), config.msa_namespace.clone());
+    let mut notices = match client
+        .subscribe(config.subjects.spoke_changed(&config.cluster))
+        .await
+    {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to change notices");
+            return;
+        }
+    };
+    let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    loop {
+        let wait = match sync(&client, &config).await {
+            Ok(desired) => {
+                reconcile(&client, &config, &kube, &reconciler, desired, &mut tracked).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync with the hub failed");
+                RETRY
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = notices.next() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn sync(client: &async_nats::Client, config: &Config) -> anyhow::Result<DesiredState> {
+    let subject = config.subjects.hub(&config.cluster, HubTopic::Sync);
+    let msg = client
+        .request(subject, SyncRequest {}.encode_to_vec().into())
+        .await?;
+    if let Some(error) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::SERVICE_ERROR))
+    {
+        anyhow::bail!("hub: {error}");
+    }
+    Ok(decode::<DesiredState>(&msg.subject, &msg.payload)?)
+}
+
+/// Brings the cluster to `desired`; returns how long until something is due.
+async fn reconcile(
+    client: &async_nats::Client,
+    config: &Config,
+    kube: &Kube,
+    reconciler: &Reconciler,
+    desired: DesiredState,
+    tracked: &mut HashMap<String, Tracked>,
+) -> Duration {
+    let now = now_ms();
+    let mut next = now + RESYNC.as_millis() as i64;
+    for msa in &desired.service_accounts {
+        let due = due_ms(msa, tracked.get(&msa.name), config.token_refresh_fraction);
+        if due > now {
+            tracked.insert(
+                msa.name.clone(),
+                Tracked {
+                    generation: msa.generation,
+                    due_ms: due,
+                },
+            );
+            next = next.min(due);
+            continue;
+        }
+        let (report, due) = match reconciler.ensure(msa).await {
+            Ok(issued) => {
+                let delay = refresh_delay(
+                    now_ms(),
+                    issued.issued_ms,
+                    issued.expiration_ms,
+                    config.token_refresh_fraction,
+                );
+                let report = TokenReport {
+                    name: msa.name.clone(),
+                    generation: msa.generation,
+                    token: issued.token,
+                    ca_pem: kube.ca_pem.clone(),
+                    server: kube.server.clone(),
+                    expiration_ms: issued.expiration_ms,
+                    ..Default::default()
+                };
+                (report, now_ms() + delay.as_millis() as i64)
+            }
+            Err(failure) => {
+                tracing::warn!(msa = %msa.name, reason = failure.reason, message = %failure.message, "managed service account failed");
+                let report = TokenReport {
+                    name: msa.name.clone(),
+                    generation: msa.generation,
+                    error_reason: failure.reason.into(),
+                    error_message: failure.message,
+                    ..Default::default()
+                };
+                (report, now_ms() + RETRY.as_millis() as i64)
+            }
+        };
+        let due = match send_report(client, config, &report).await {
+            Ok(()) => due,
+            Err(e) => {
+                tracing::warn!(msa = %msa.name, error = %e, "token report not delivered; retrying");
+                now_ms() + RETRY.as_millis() as i64
+            }
+        };
+        tracked.insert(
+            msa.name.clone(),
+            Tracked {
+                generation: msa.generation,
+                due_ms: due,
+            },
+        );
+        next = next.min(due);
+    }
+    remove_undesired(reconciler, &desired, tracked).await;
+    Duration::from_millis((next - now_ms()).max(0) as u64)
+}
+
+/// When `msa` needs work: now if it is new or changed; else at its refresh point, taken from
+/// what this process issued or, after a restart, from the status the hub keeps.
+fn due_ms(msa: &ManagedServiceAccount, tracked: Option<&Tracked>, fraction: f64) -> i64 {
+    if let Some(t) = tracked.filter(|t| t.generation == msa.generation) {
+        return t.due_ms;
+    }
+    let status = msa.status.clone().unwrap_or_default();
+    let reported = status.observed_generation == msa.generation && status.last_refresh_ms > 0;
+    if tracked.is_none() && reported && status.expiration_ms > now_ms() {
+        let delay = refresh_delay(
+            status.last_refresh_ms,
+            status.last_refresh_ms,
+            status.expiration_ms,
+            fraction,
+        );
+        return status.last_refresh_ms + delay.as_millis() as i64;
+    }
+    0
+}
+
+async fn remove_undesired(
+    reconciler: &Reconciler,
+    desired: &DesiredState,
+    tracked: &mut HashMap<String, Tracked>,
+) {
+    let wanted: Vec<&str> = desired
+        .service_accounts
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    let existing = match reconciler.existing().await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list managed service accounts");
+            return;
+        }
+    };
+    for name in existing.iter().filter(|n| !wanted.contains(&n.as_str())) {
+        match reconciler.remove(name).await {
+            Ok(()) => tracing::info!(msa = %name, "managed service account removed"),
+            Err(e) => {
+                tracing::warn!(msa = %name, error = %e, "cannot remove managed service account")
+            }
+        }
+    }
+    tracked.retain(|name, _| wanted.contains(&name.as_str()));
+}
+
+async fn send_report(
+    client: &async_nats::Client,
+    config: &Config,
+    report: &TokenReport,
+) -> anyhow::Result<()> {
+    let subject = config.subjects.hub(&config.cluster, HubTopic::Token);
+    let msg = client
+        .request(subject, report.encode_to_vec().into())
+        .await?;
+    if let Some(error) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::SERVICE_ERROR))
+    {
+        anyhow::bail!("hub: {error}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn refresh_at_eighty_percent_of_the_actual_lifetime() {
+        // Asked for 24 h, the apiserver gave 1 h: refresh after 48 min, not after 19 h.
+        assert_eq!(refresh_delay(0, 0, HOUR, 0.8), Duration::from_secs(48 * 60));
+        assert_eq!(
+            refresh_delay(30 * 60_000, 0, HOUR, 0.8),
+            Duration::from_secs(18 * 60)
+        );
+        // Past the point: refresh soon, but never in a tight loop.
+        assert_eq!(refresh_delay(59 * 60_000, 0, HOUR, 0.8), MIN_REFRESH);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_on_the_refresh_point_fires_at_eighty_percent() {
+        let start = tokio::time::Instant::now();
+        let delay = refresh_delay(0, 0, 10 * HOUR, 0.8);
+        tokio::time::sleep(delay).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(8 * 3600));
+    }
+
+    #[test]
+    fn new_changed_and_restarted_msas_are_due_correctly() {
+        let mut msa = ManagedServiceAccount {
+            name: "dep".into(),
+            generation: 1,
+            ..Default::default()
+        };
+        assert_eq!(due_ms(&msa, None, 0.8), 0, "never reported: now");
+        let tracked = Tracked {
+            generation: 1,
+            due_ms: 42,
+        };
+        assert_eq!(due_ms(&msa, Some(&tracked), 0.8), 42);
+        msa.generation = 2;
+        assert_eq!(due_ms(&msa, Some(&tracked), 0.8), 0, "changed: now");
+        let now = now_ms();
+        msa.status = Some(fleetbus_schema::v1::MsaStatus {
+            observed_generation: 2,
+            last_refresh_ms: now,
+            expiration_ms: now + 10 * HOUR,
+            ..Default::default()
+        });
+        assert_eq!(
+            due_ms(&msa, None, 0.8),
+            now + 8 * HOUR,
+            "after a restart: from the hub's status"
+        );
+    }
+}
