@@ -70,11 +70,11 @@ impl Reconciler {
         ])
     }
 
-    fn meta(&self, name: &str, namespace: Option<&str>) -> ObjectMeta {
+    fn meta(&self, name: &str, namespace: Option<&str>, msa: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.to_owned()),
             namespace: namespace.map(str::to_owned),
-            labels: Some(self.labels(name)),
+            labels: Some(self.labels(msa)),
             ..Default::default()
         }
     }
@@ -95,7 +95,7 @@ impl Reconciler {
             .await
             .map_err(failure("NamespaceFailed"))?;
         let sa = ServiceAccount {
-            metadata: self.meta(&msa.name, Some(&self.namespace)),
+            metadata: self.meta(&msa.name, Some(&self.namespace), &msa.name),
             ..Default::default()
         };
         let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &self.namespace);
@@ -157,7 +157,7 @@ impl Reconciler {
         }
         if msa.rules_namespace.is_empty() {
             let role = ClusterRole {
-                metadata: self.meta(&name, None),
+                metadata: self.meta(&name, None, &msa.name),
                 rules: Some(rules),
                 ..Default::default()
             };
@@ -166,7 +166,7 @@ impl Reconciler {
                 .await
                 .map_err(&refused)?;
             let binding = ClusterRoleBinding {
-                metadata: self.meta(&name, None),
+                metadata: self.meta(&name, None, &msa.name),
                 role_ref: RoleRef {
                     api_group: "rbac.authorization.k8s.io".into(),
                     kind: "ClusterRole".into(),
@@ -181,7 +181,7 @@ impl Reconciler {
         } else {
             let ns = msa.rules_namespace.as_str();
             let role = Role {
-                metadata: self.meta(&name, Some(ns)),
+                metadata: self.meta(&name, Some(ns), &msa.name),
                 rules: Some(rules),
             };
             Api::<Role>::namespaced(self.client.clone(), ns)
@@ -189,7 +189,7 @@ impl Reconciler {
                 .await
                 .map_err(&refused)?;
             let binding = RoleBinding {
-                metadata: self.meta(&name, Some(ns)),
+                metadata: self.meta(&name, Some(ns), &msa.name),
                 role_ref: RoleRef {
                     api_group: "rbac.authorization.k8s.io".into(),
                     kind: "Role".into(),

@@ -8,5 +8,5 @@ pub mod nats_env;
 pub mod wait;
 
 pub use fleet::Fleet;
-pub use nats_env::NatsEnv;
+pub use nats_env::{NatsEnv, captured_logs};
 pub use wait::eventually;

@@ -98,14 +98,58 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
-/// Test logs go to the test's captured output; `RUST_LOG` picks the level.
+/// Everything fleetbus logged in this test process, at every level (nextest runs each test in
+/// its own process), so tests can assert what never appears in a log line.
+static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// All log lines so far, including debug and trace of the fleetbus crates.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(
+        &CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned()
+}
+
+/// Test logs go to the test's captured output (`RUST_LOG` picks the level) and, at every level
+/// of fleetbus's own crates, to [`captured_logs`].
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let shown = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,async_nats=warn".into());
+    let everything = tracing_subscriber::EnvFilter::new(
+        "fleetbus_hub=trace,fleetbus_spoke=trace,fleetbus_nats=trace,fleetbus_cli=trace",
+    );
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(shown),
         )
-        .with_test_writer()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| Capture)
+                .with_filter(everything),
+        )
         .try_init();
 }
 

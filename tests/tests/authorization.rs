@@ -33,6 +33,9 @@ async fn a_spoke_is_confined_to_its_own_cluster() -> anyhow::Result<()> {
     for subject in [
         s.hub(&c("cluster1"), HubTopic::Heartbeat),
         s.hub(&c("cluster1"), HubTopic::Renew),
+        s.hub(&c("cluster1"), HubTopic::Token),
+        s.hub(&c("cluster1"), HubTopic::Sync),
+        s.spoke_changed(&c("cluster1")),
         format!("{}.spoke.cluster1.notice", s.prefix()),
         s.api(&UserName::new("admin")?, ApiEndpoint::ClustersAccept),
         s.join(),
