@@ -140,7 +140,9 @@ impl Api {
             }
             ApiEndpoint::MsaDelete => {
                 let r = decode::<MsaRef>(subject, payload).map_err(bad)?;
-                self.msa.delete(&r.cluster, &r.name).await?;
+                for user in self.msa.delete(&r.cluster, &r.name).await? {
+                    self.disconnect_user(&user).await;
+                }
                 Empty {}.encode_to_vec()
             }
             ApiEndpoint::TokenGet => {
@@ -157,11 +159,23 @@ impl Api {
             ApiEndpoint::GrantDelete => {
                 let grant = decode::<Grant>(subject, payload).map_err(bad)?;
                 self.msa.revoke(&grant).await?;
+                self.disconnect_user(&grant.user).await;
                 Empty {}.encode_to_vec()
             }
             ApiEndpoint::GrantList => self.msa.grants().await?.encode_to_vec(),
         };
         Ok(Bytes::from(body))
+    }
+
+    /// Closes a user's connections so their next connection gets permissions without the
+    /// revoked cluster.
+    async fn disconnect_user(&self, user: &str) {
+        let Ok(user) = UserName::new(user) else {
+            return;
+        };
+        if let Err(e) = system::kick(&self.sys, &Identity::User(user.clone())).await {
+            tracing::warn!(%user, error = %e, "could not close the connections of a revoked user");
+        }
     }
 
     async fn list(&self) -> Result<ClusterList, ApiError> {

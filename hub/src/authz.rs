@@ -6,42 +6,88 @@
 use std::sync::{Arc, OnceLock};
 
 use fleetbus_nats::callout::Authorizer;
+use fleetbus_nats::permissions::ProxyAccess;
 use fleetbus_nats::pki::CertInfo;
-use fleetbus_schema::Identity;
-use fleetbus_schema::v1::{Acceptance, ClusterRecord};
+use fleetbus_schema::v1::{Acceptance, ClusterRecord, Grant};
+use fleetbus_schema::{ClusterName, Identity, UserName};
 
-use crate::store::ClusterStore;
+use crate::store::{Bucket, ClusterStore};
 
-/// Decides with the cluster records in JetStream. The store is set once the hub's own
-/// connection (which this callout admits) has opened it; until then spokes are refused.
+/// The state the decisions read.
+#[derive(Clone)]
+pub struct AuthzState {
+    /// Cluster records.
+    pub clusters: ClusterStore,
+    /// Grants (a granted user may reach that cluster's Kubernetes API).
+    pub grants: Bucket<Grant>,
+}
+
+/// Decides with the records in JetStream. The state is set once the hub's own connection
+/// (which this callout admits) has opened it; until then spokes and users are refused.
 pub struct HubAuthorizer {
-    store: Arc<OnceLock<ClusterStore>>,
+    state: Arc<OnceLock<AuthzState>>,
+    admins: Vec<UserName>,
 }
 
 impl HubAuthorizer {
-    /// An authorizer and the slot its store goes into.
-    pub fn new() -> (Self, Arc<OnceLock<ClusterStore>>) {
-        let store = Arc::new(OnceLock::new());
+    /// An authorizer and the slot its state goes into.
+    pub fn new(admins: Vec<UserName>) -> (Self, Arc<OnceLock<AuthzState>>) {
+        let state = Arc::new(OnceLock::new());
         (
             Self {
-                store: store.clone(),
+                state: state.clone(),
+                admins,
             },
-            store,
+            state,
         )
     }
 }
 
 impl Authorizer for HubAuthorizer {
-    async fn authorize(&self, identity: &Identity, cert: &CertInfo) -> Result<(), String> {
-        let Identity::Spoke(cluster) = identity else {
-            return Ok(());
+    async fn authorize(&self, identity: &Identity, cert: &CertInfo) -> Result<ProxyAccess, String> {
+        let state = || {
+            self.state
+                .get()
+                .ok_or_else(|| format!("{identity}: the hub is starting"))
         };
-        let store = self.store.get().ok_or("the hub is starting")?;
-        let record = store
-            .get(cluster)
-            .await
-            .map_err(|e| format!("{identity}: {e}"))?;
-        spoke_may_connect(record.as_ref(), cert).map_err(|reason| format!("{identity}: {reason}"))
+        match identity {
+            Identity::Spoke(cluster) => {
+                let record = state()?
+                    .clusters
+                    .get(cluster)
+                    .await
+                    .map_err(|e| format!("{identity}: {e}"))?;
+                spoke_may_connect(record.as_ref(), cert)
+                    .map_err(|reason| format!("{identity}: {reason}"))?;
+                Ok(ProxyAccess::None)
+            }
+            Identity::User(user) if self.admins.contains(user) => Ok(ProxyAccess::All),
+            Identity::User(user) => {
+                let grants = state()?
+                    .grants
+                    .list(&format!("{user}."))
+                    .await
+                    .map_err(|e| format!("{identity}: {e}"))?;
+                Ok(proxy_clusters(user, &grants))
+            }
+            _ => Ok(ProxyAccess::None),
+        }
+    }
+}
+
+/// The clusters a user's grants open the Kubernetes API tunnel to.
+pub fn proxy_clusters(user: &UserName, grants: &[Grant]) -> ProxyAccess {
+    let mut clusters: Vec<ClusterName> = grants
+        .iter()
+        .filter(|g| g.user == user.as_str())
+        .filter_map(|g| ClusterName::new(g.cluster.as_str()).ok())
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    if clusters.is_empty() {
+        ProxyAccess::None
+    } else {
+        ProxyAccess::Clusters(clusters)
     }
 }
 
@@ -105,6 +151,29 @@ mod tests {
             spoke_may_connect(None, &cert("new")),
             Err("cluster is not registered")
         );
+    }
+
+    #[test]
+    fn grants_open_their_clusters_once() {
+        let alice = UserName::new("alice").unwrap();
+        let grant = |user: &str, cluster: &str| Grant {
+            user: user.into(),
+            cluster: cluster.into(),
+            msa: "m".into(),
+            ..Default::default()
+        };
+        assert_eq!(proxy_clusters(&alice, &[]), ProxyAccess::None);
+        let grants = [
+            grant("alice", "c2"),
+            grant("alice", "c1"),
+            grant("alice", "c1"),
+            grant("bob", "c3"),
+        ];
+        let want = vec![
+            ClusterName::new("c1").unwrap(),
+            ClusterName::new("c2").unwrap(),
+        ];
+        assert_eq!(proxy_clusters(&alice, &grants), ProxyAccess::Clusters(want));
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     else {
         return Ok(());
     };
-    let (authorizer, store_slot) = authz::HubAuthorizer::new();
+    let (authorizer, authz_slot) = authz::HubAuthorizer::new(config.admins.clone());
     let callout = Arc::new(Callout::new(
         keys.issuer,
         config.subjects.clone(),
@@ -117,7 +117,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let Some((store, msa)) = open_state(&client, &config, secrets_key, &shutdown).await else {
         return Ok(());
     };
-    let _ = store_slot.set(store.clone());
+    let _ = authz_slot.set(authz::AuthzState {
+        clusters: store.clone(),
+        grants: msa.grants.clone(),
+    });
 
     let liveness = Arc::new(Liveness::new(config.lease_timeout));
     let api = Arc::new(api::Api {

@@ -145,7 +145,8 @@ impl MsaService {
     }
 
     /// Deletes an MSA, its token and its grants; the spoke removes the service account.
-    pub async fn delete(&self, cluster: &str, name: &str) -> Result<(), ApiError> {
+    /// Returns the users whose grants went with it.
+    pub async fn delete(&self, cluster: &str, name: &str) -> Result<Vec<String>, ApiError> {
         names(cluster, name)?;
         let k = key(cluster, name);
         self.msas
@@ -160,16 +161,18 @@ impl MsaService {
             code: 503,
             message: e.to_string(),
         })?;
+        let mut users = Vec::new();
         for grant in self.grants.list("").await? {
             if grant.cluster == cluster && grant.msa == name {
                 let gk = format!("{}.{cluster}.{name}", grant.user);
                 self.grants
                     .update(&gk, |_| Ok::<_, ApiError>((Action::Delete, ())))
                     .await?;
+                users.push(grant.user);
             }
         }
         self.notify(cluster).await;
-        Ok(())
+        Ok(users)
     }
 
     /// MSAs of one cluster, or all.
@@ -367,7 +370,7 @@ impl MsaService {
             let ttl = msa.ttl_seconds_after_creation;
             if ttl > 0 && msa.created_ms + ttl * 1000 <= now {
                 match self.delete(&msa.cluster, &msa.name).await {
-                    Ok(()) => deleted += 1,
+                    Ok(_) => deleted += 1,
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }

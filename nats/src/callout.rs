@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::jwt::{self, AuthRequest};
-use crate::permissions::permissions_for;
+use crate::permissions::{ProxyAccess, permissions_for};
 use crate::pki::{self, CertInfo};
 
 /// The subject nats-server sends authorization requests to.
@@ -25,14 +25,15 @@ pub const AUTH_ACCOUNT: &str = "AUTH";
 /// The system account.
 pub const SYS_ACCOUNT: &str = "SYS";
 
-/// The hub's side of the decision: is this identity, with this certificate, allowed in now?
+/// The hub's side of the decision: is this identity, with this certificate, allowed in now,
+/// and which clusters' Kubernetes APIs may it reach?
 pub trait Authorizer: Send + Sync + 'static {
     /// `Err(reason)` refuses the connection; the reason reaches the server log.
     fn authorize(
         &self,
         identity: &Identity,
         cert: &CertInfo,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<ProxyAccess, String>> + Send;
 }
 
 /// A callout responder.
@@ -103,9 +104,9 @@ impl<A: Authorizer> Callout<A> {
             .ok_or("no verified client certificate")?;
         let cert = pki::inspect(pem).map_err(|e| e.to_string())?;
         let identity = cert.require_identity().map_err(|e| e.to_string())?;
-        self.authorizer.authorize(identity, &cert).await?;
-        tracing::debug!(%identity, "connection authorized");
-        let permissions = permissions_for(identity, &self.subjects);
+        let access = self.authorizer.authorize(identity, &cert).await?;
+        tracing::debug!(%identity, ?access, "connection authorized");
+        let permissions = permissions_for(identity, &self.subjects, &access);
         jwt::user_jwt(
             &self.issuer,
             &request.user_nkey,

@@ -1,12 +1,28 @@
 //! What each identity may publish and subscribe to. nats-server enforces these lists; the auth
 //! callout hands them out. Allow lists only, no deny rules, so there is no overlap to get wrong.
 
-use fleetbus_schema::{Identity, Subjects};
+use fleetbus_schema::{ClusterName, Identity, Subjects};
 
 use crate::jwt::Permissions;
 
+/// Rights that depend on hub state, decided per connection by the hub.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxyAccess {
+    /// No cluster's Kubernetes API.
+    #[default]
+    None,
+    /// Every cluster's (admins).
+    All,
+    /// These clusters' (users with grants there).
+    Clusters(Vec<ClusterName>),
+}
+
 /// The permissions of `identity` in the fleet that uses `subjects`.
-pub fn permissions_for(identity: &Identity, subjects: &Subjects) -> Permissions {
+pub fn permissions_for(
+    identity: &Identity,
+    subjects: &Subjects,
+    proxy: &ProxyAccess,
+) -> Permissions {
     let own_inbox = subjects.inbox_all(identity);
     match identity {
         Identity::Hub => Permissions {
@@ -20,15 +36,31 @@ pub fn permissions_for(identity: &Identity, subjects: &Subjects) -> Permissions 
         Identity::Spoke(cluster) => Permissions {
             publish: vec![
                 subjects.hub_cluster_all(cluster),
-                // Replies to the hub's requests; the hub's inbox tokens are random.
+                // Replies to the hub's requests and tunnel frames to users; inbox tokens are
+                // random, so a spoke can only write to streams it was asked to serve.
                 subjects.inbox_all(&Identity::Hub),
+                subjects.user_inboxes_all(),
             ],
-            subscribe: vec![subjects.spoke_all(cluster), own_inbox],
+            subscribe: vec![
+                subjects.spoke_all(cluster),
+                subjects.kapi_cluster_all(cluster),
+                own_inbox,
+            ],
         },
-        Identity::User(user) => Permissions {
-            publish: vec![subjects.api_user_all(user)],
-            subscribe: vec![own_inbox],
-        },
+        Identity::User(user) => {
+            let mut publish = vec![subjects.api_user_all(user)];
+            match proxy {
+                ProxyAccess::None => {}
+                ProxyAccess::All => publish.push(subjects.kapi_all()),
+                ProxyAccess::Clusters(clusters) => {
+                    publish.extend(clusters.iter().map(|c| subjects.kapi_cluster_all(c)));
+                }
+            }
+            Permissions {
+                publish,
+                subscribe: vec![own_inbox],
+            }
+        }
         Identity::Auditor(_) => Permissions {
             publish: vec![],
             subscribe: vec![own_inbox],
@@ -39,31 +71,56 @@ pub fn permissions_for(identity: &Identity, subjects: &Subjects) -> Permissions 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetbus_schema::{ClusterName, UserName};
+    use fleetbus_schema::UserName;
 
     #[test]
     fn spoke_gets_only_its_own_cluster() {
         let s = Subjects::default();
-        let p = permissions_for(&Identity::Spoke(ClusterName::new("c1").unwrap()), &s);
-        assert_eq!(p.publish, ["fleet.hub.c1.>", "_INBOX.fleet.hub.>"]);
-        assert_eq!(p.subscribe, ["fleet.spoke.c1.>", "_INBOX.fleet.spoke.c1.>"]);
+        let p = permissions_for(
+            &Identity::Spoke(ClusterName::new("c1").unwrap()),
+            &s,
+            &ProxyAccess::All,
+        );
+        assert_eq!(
+            p.publish,
+            [
+                "fleet.hub.c1.>",
+                "_INBOX.fleet.hub.>",
+                "_INBOX.fleet.user.>"
+            ]
+        );
+        assert_eq!(
+            p.subscribe,
+            [
+                "fleet.spoke.c1.>",
+                "fleet.kapi.c1.>",
+                "_INBOX.fleet.spoke.c1.>"
+            ]
+        );
     }
 
     #[test]
     fn bootstrap_may_only_join() {
-        let p = permissions_for(&Identity::Bootstrap, &Subjects::default());
+        let p = permissions_for(
+            &Identity::Bootstrap,
+            &Subjects::default(),
+            &ProxyAccess::All,
+        );
         assert_eq!(p.publish, ["fleet.join"]);
         assert_eq!(p.subscribe, ["_INBOX.fleet.bootstrap.>"]);
     }
 
     #[test]
     fn user_gets_own_api_subjects() {
-        let p = permissions_for(
-            &Identity::User(UserName::new("alice").unwrap()),
-            &Subjects::default(),
-        );
+        let alice = Identity::User(UserName::new("alice").unwrap());
+        let p = permissions_for(&alice, &Subjects::default(), &ProxyAccess::None);
         assert_eq!(p.publish, ["fleet.api.alice.>"]);
         assert_eq!(p.subscribe, ["_INBOX.fleet.user.alice.>"]);
+        let granted = ProxyAccess::Clusters(vec![ClusterName::new("c1").unwrap()]);
+        let p = permissions_for(&alice, &Subjects::default(), &granted);
+        assert_eq!(p.publish, ["fleet.api.alice.>", "fleet.kapi.c1.>"]);
+        let p = permissions_for(&alice, &Subjects::default(), &ProxyAccess::All);
+        assert_eq!(p.publish, ["fleet.api.alice.>", "fleet.kapi.>"]);
     }
 
     #[test]
@@ -75,7 +132,7 @@ mod tests {
             Identity::User(UserName::new("u").unwrap()),
             Identity::Auditor(UserName::new("a").unwrap()),
         ] {
-            let p = permissions_for(&id, &s);
+            let p = permissions_for(&id, &s, &ProxyAccess::None);
             for subject in p.publish.iter().chain(&p.subscribe) {
                 assert!(!subject.contains('*'), "{id}: {subject}");
                 assert_ne!(subject, ">");

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod identity;
 pub mod names;
 pub mod subjects;
+pub mod tunnel;
 
 /// Generated protobuf types (`proto/fleetbus/v1`).
 #[allow(clippy::all, missing_docs)]

@@ -166,6 +166,36 @@ impl Subjects {
         format!("{}.spoke.{cluster}.changed", self.prefix)
     }
 
+    /// Opening a tunneled Kubernetes API request to `cluster` (spoke queue group).
+    pub fn kapi_open(&self, cluster: &ClusterName) -> String {
+        format!("{}.kapi.{cluster}.open", self.prefix)
+    }
+
+    /// Client → spoke frames of one stream, served by one spoke replica.
+    pub fn kapi_stream(&self, cluster: &ClusterName, replica: &str, stream: &str) -> String {
+        format!("{}.kapi.{cluster}.s.{replica}.{stream}", self.prefix)
+    }
+
+    /// Everything one spoke replica serves for its streams.
+    pub fn kapi_replica_all(&self, cluster: &ClusterName, replica: &str) -> String {
+        format!("{}.kapi.{cluster}.s.{replica}.>", self.prefix)
+    }
+
+    /// Every tunnel subject of `cluster`.
+    pub fn kapi_cluster_all(&self, cluster: &ClusterName) -> String {
+        format!("{}.kapi.{cluster}.>", self.prefix)
+    }
+
+    /// Every tunnel subject of every cluster (admins).
+    pub fn kapi_all(&self) -> String {
+        format!("{}.kapi.>", self.prefix)
+    }
+
+    /// Every user's inbox (spokes answer tunneled requests there).
+    pub fn user_inboxes_all(&self) -> String {
+        format!("_INBOX.{}.user.>", self.prefix)
+    }
+
     /// A hub API call by `user`.
     pub fn api(&self, user: &UserName, endpoint: ApiEndpoint) -> String {
         let (resource, verb) = endpoint.tokens();
@@ -302,6 +332,12 @@ mod tests {
             (s.hub(&c("c1"), HubTopic::Token), "fleet.hub.c1.token"),
             (s.hub(&c("c1"), HubTopic::Sync), "fleet.hub.c1.sync"),
             (s.spoke_changed(&c("c1")), "fleet.spoke.c1.changed"),
+            (s.kapi_open(&c("c1")), "fleet.kapi.c1.open"),
+            (s.kapi_stream(&c("c1"), "r1", "s1"), "fleet.kapi.c1.s.r1.s1"),
+            (s.kapi_replica_all(&c("c1"), "r1"), "fleet.kapi.c1.s.r1.>"),
+            (s.kapi_cluster_all(&c("c1")), "fleet.kapi.c1.>"),
+            (s.kapi_all(), "fleet.kapi.>"),
+            (s.user_inboxes_all(), "_INBOX.fleet.user.>"),
             (
                 s.api(&alice, ApiEndpoint::MsaCreate),
                 "fleet.api.alice.msa.create",

@@ -1,0 +1,163 @@
+//! The Kubernetes API tunnel: HTTP requests and responses as sequenced frames on NATS.
+//!
+//! 1. The client subscribes to a fresh inbox `R` and publishes an **open** frame to
+//!    `<prefix>.kapi.<cluster>.open` (a queue group: one spoke replica takes it) with reply `R`.
+//!    The request line and headers travel in NATS headers; a body that fits in one chunk is
+//!    the payload (`Fb-Body: inline`), a larger one follows as `data` frames (`Fb-Body: stream`).
+//! 2. The spoke answers on `R`: **ready** (naming its per-stream subject `U` for frames from
+//!    the client), then **head** (status and headers), **data** frames, and **end**, or an
+//!    **error** frame with a code at any point.
+//! 3. The client sends on `U`: request body **data** frames and **eof**, **credit** frames
+//!    (bytes it has passed on; the spoke never has more than [`WINDOW`] bytes unacknowledged,
+//!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
+//!    **cancel** when its caller goes away. The spoke sends keepalives on idle streams too;
+//!    either side ends a stream that has been silent for [`IDLE_TIMEOUT`].
+//!
+//! Every frame carries `Fb-Seq`, counting from 0 per direction, so a lost frame is detected
+//! instead of corrupting a body.
+
+use std::time::Duration;
+
+/// Frame kind.
+pub const KIND: &str = "Fb-Kind";
+/// Sequence number of the frame in its direction.
+pub const SEQ: &str = "Fb-Seq";
+/// Correlates the request with audit events and the apiserver's `Audit-ID`.
+pub const REQUEST_ID: &str = "Fb-Request-Id";
+/// HTTP method (open).
+pub const METHOD: &str = "Fb-Method";
+/// Path and query (open).
+pub const PATH: &str = "Fb-Path";
+/// `inline` or `stream` (open).
+pub const BODY: &str = "Fb-Body";
+/// HTTP status (head).
+pub const STATUS: &str = "Fb-Status";
+/// Subject for frames from the client (ready).
+pub const UPSTREAM: &str = "Fb-Upstream";
+/// Bytes acknowledged (credit).
+pub const CREDIT: &str = "Fb-Credit";
+/// Error code, HTTP-like (error).
+pub const ERROR_CODE: &str = "Fb-Error-Code";
+/// Error message (error).
+pub const ERROR_MESSAGE: &str = "Fb-Error";
+/// Prefix of forwarded HTTP header names (`Fb-H-Accept`).
+pub const HTTP_HEADER_PREFIX: &str = "Fb-H-";
+
+/// Largest data frame payload; below the 1 MiB default `max_payload` with room for headers.
+pub const CHUNK: usize = 256 * 1024;
+/// Most bytes in flight per stream before the sender waits for credit.
+pub const WINDOW: usize = 4 * 1024 * 1024;
+/// Keepalive period on idle streams.
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+/// A stream silent this long is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(35);
+/// Most forwarded headers, and their total size, in one request or response head.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of forwarded headers.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// client → spoke: start a request.
+    Open,
+    /// spoke → client: stream accepted, here is the upstream subject.
+    Ready,
+    /// spoke → client: response status and headers.
+    Head,
+    /// either way: body bytes.
+    Data,
+    /// client → spoke: request body complete.
+    Eof,
+    /// spoke → client: response complete.
+    End,
+    /// spoke → client: the request failed.
+    Error,
+    /// client → spoke: bytes consumed.
+    Credit,
+    /// client → spoke: abandon the request.
+    Cancel,
+    /// either way: still here.
+    Keepalive,
+}
+
+impl FrameKind {
+    const ALL: [FrameKind; 10] = [
+        Self::Open,
+        Self::Ready,
+        Self::Head,
+        Self::Data,
+        Self::Eof,
+        Self::End,
+        Self::Error,
+        Self::Credit,
+        Self::Cancel,
+        Self::Keepalive,
+    ];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Ready => "ready",
+            Self::Head => "head",
+            Self::Data => "data",
+            Self::Eof => "eof",
+            Self::End => "end",
+            Self::Error => "error",
+            Self::Credit => "credit",
+            Self::Cancel => "cancel",
+            Self::Keepalive => "keepalive",
+        }
+    }
+
+    /// Parses a header value.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+}
+
+/// Request headers that must not cross a proxy (RFC 9110 §7.6.1) or that the tunnel sets.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 10] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_garbage_is_none() {
+        for kind in FrameKind::ALL {
+            assert_eq!(FrameKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FrameKind::parse("DATA"), None);
+        assert_eq!(FrameKind::parse(""), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers() {
+        assert!(is_hop_by_hop("Connection"));
+        assert!(is_hop_by_hop("transfer-encoding"));
+        assert!(!is_hop_by_hop("Authorization"));
+        assert!(!is_hop_by_hop("Accept"));
+    }
+
+    #[test]
+    fn a_chunk_and_its_headers_fit_the_default_max_payload() {
+        assert!(CHUNK + MAX_HEADER_BYTES < 1024 * 1024);
+        assert!(WINDOW >= 4 * CHUNK);
+    }
+}
