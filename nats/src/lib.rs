@@ -16,6 +16,7 @@ pub mod pki;
 pub mod process;
 pub mod server;
 pub mod system;
+pub mod tunnel;
 
 pub use connect::{ConnectError, TlsFiles};
 pub use layout::PkiDir;

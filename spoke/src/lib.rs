@@ -9,6 +9,9 @@ pub mod kube;
 pub mod msa;
 pub mod session;
 pub mod tokens;
+pub mod tunnel;
+pub mod tunnel_stream;
+pub mod upstream;
 
 use tokio_util::sync::CancellationToken;
 

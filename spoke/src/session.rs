@@ -58,19 +58,12 @@ pub async fn run(
     };
     tracing::info!(cluster = %config.cluster, "connected with the cluster identity");
     let session = shutdown.child_token();
-    let heartbeat = tokio::spawn(heartbeats(
-        client.clone(),
-        config.clone(),
-        kube.clone(),
-        session.clone(),
-    ));
-    let rotation = tokio::spawn(rotate(client.clone(), config.clone(), session.clone()));
-    let tokens = tokio::spawn(crate::tokens::run(
-        client.clone(),
-        config.clone(),
-        kube.clone(),
-        session.clone(),
-    ));
+    let tasks = [
+        tokio::spawn(heartbeats(client.clone(), config.clone(), kube.clone(), session.clone())),
+        tokio::spawn(rotate(client.clone(), config.clone(), session.clone())),
+        tokio::spawn(crate::tokens::run(client.clone(), config.clone(), kube.clone(), session.clone())),
+        tokio::spawn(crate::tunnel::serve(client.clone(), config.clone(), kube.clone(), session.clone())),
+    ];
     let mut refusals = 0;
     let end = loop {
         tokio::select! {
@@ -90,9 +83,9 @@ pub async fn run(
         }
     };
     session.cancel();
-    let _ = heartbeat.await;
-    let _ = rotation.await;
-    let _ = tokens.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     let _ = client.drain().await;
     Ok(end)
 }

@@ -1,0 +1,235 @@
+//! One tunneled request on the spoke: forward it to the kube-apiserver and stream the response
+//! back in credit-limited chunks, ending cleanly on cancel, on a silent client, or on shutdown.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use fleetbus_nats::tunnel::{self as frames, Frame, FrameError, SeqCheck};
+use fleetbus_schema::tunnel::{self, FrameKind};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+use crate::upstream::Upstream;
+
+/// Largest request body the tunnel forwards (Kubernetes objects are far smaller).
+pub const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
+
+/// What a stream needs.
+pub struct StreamContext {
+    /// NATS.
+    pub client: async_nats::Client,
+    /// The apiserver.
+    pub upstream: Upstream,
+    /// The client's inbox for this stream.
+    pub reply: async_nats::Subject,
+    /// Where the client sends this stream's frames.
+    pub upstream_subject: String,
+    /// Fires on shutdown.
+    pub stop: CancellationToken,
+}
+
+/// Publishes frames to the client in sequence.
+struct Out {
+    client: async_nats::Client,
+    reply: async_nats::Subject,
+    seq: u64,
+    last: Instant,
+}
+
+impl Out {
+    async fn send(&mut self, mut headers: async_nats::HeaderMap, kind: FrameKind, payload: Bytes) -> bool {
+        let base = frames::headers(kind, self.seq);
+        for (name, values) in base.iter() {
+            for v in values {
+                headers.insert(name.clone(), v.clone());
+            }
+        }
+        self.seq += 1;
+        self.last = Instant::now();
+        self.client.publish_with_headers(self.reply.clone(), headers, payload).await.is_ok()
+    }
+
+    async fn frame(&mut self, kind: FrameKind) -> bool {
+        self.send(async_nats::HeaderMap::new(), kind, Bytes::new()).await
+    }
+
+    async fn error(&mut self, code: u16, message: &str) {
+        let headers = frames::error_headers(self.seq, code, message);
+        self.seq += 1;
+        let _ = self.client.publish_with_headers(self.reply.clone(), headers, Bytes::new()).await;
+    }
+}
+
+/// Serves one stream to its end.
+pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Receiver<Frame>) {
+    let started = Instant::now();
+    let mut out = Out { client: ctx.client.clone(), reply: ctx.reply.clone(), seq: 0, last: Instant::now() };
+    let mut seq = SeqCheck::default();
+    let mut ready = async_nats::HeaderMap::new();
+    ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
+    if seq.check(open.seq).is_err() || !out.send(ready, FrameKind::Ready, Bytes::new()).await {
+        return;
+    }
+    let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
+    let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
+    let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
+    let body = if open.header(tunnel::BODY) == Ok("stream") {
+        match receive_body(&mut inbound, &mut seq, &ctx.stop).await {
+            Ok(body) => body,
+            Err((code, message)) => return out.error(code, &message).await,
+        }
+    } else {
+        open.payload.clone()
+    };
+    let request = match build_request(&open, &method, &path, &request_id, body) {
+        Ok(request) => request,
+        Err(message) => return out.error(400, &message).await,
+    };
+    // Wait for the apiserver, but not past a cancel or a silent client.
+    let send = ctx.upstream.send(request);
+    tokio::pin!(send);
+    let mut last_client = Instant::now();
+    let response = loop {
+        tokio::select! {
+            () = ctx.stop.cancelled() => return out.error(503, "the spoke is shutting down").await,
+            result = &mut send => break result,
+            frame = inbound.recv() => match control(frame, &mut seq) {
+                Ok(None) => last_client = Instant::now(),
+                Ok(Some(_)) | Err(_) => return,
+            },
+            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return,
+        }
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(e) => return out.error(502, &format!("cannot reach the kube-apiserver: {}", error_chain(&e))).await,
+    };
+    let status = response.status();
+    let mut head = async_nats::HeaderMap::new();
+    head.insert(tunnel::STATUS, status.as_str());
+    if let Err(e) = frames::put_http_headers(&mut head, response.headers()) {
+        return out.error(502, &e.to_string()).await;
+    }
+    if !out.send(head, FrameKind::Head, Bytes::new()).await {
+        return;
+    }
+    let bytes = stream_body(&ctx, &mut out, &mut inbound, &mut seq, response.into_body(), last_client).await;
+    tracing::info!(%method, %path, status = status.as_u16(), bytes, latency_ms = started.elapsed().as_millis() as u64, request_id = %request_id, "proxied request");
+}
+
+/// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for
+/// credit of `n` bytes, `Err` to end the stream (cancel, protocol error, or the client gone).
+fn control(frame: Option<Frame>, seq: &mut SeqCheck) -> Result<Option<usize>, ()> {
+    let frame = frame.ok_or(())?;
+    seq.check(frame.seq).map_err(|_| ())?;
+    match frame.kind {
+        FrameKind::Keepalive => Ok(None),
+        FrameKind::Credit => frame.header(tunnel::CREDIT).ok().and_then(|c| c.parse().ok()).map(Some).ok_or(()),
+        _ => Err(()),
+    }
+}
+
+async fn receive_body(
+    inbound: &mut mpsc::Receiver<Frame>,
+    seq: &mut SeqCheck,
+    stop: &CancellationToken,
+) -> Result<Bytes, (u16, String)> {
+    let mut body = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            () = stop.cancelled() => return Err((503, "the spoke is shutting down".into())),
+            frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.recv()) => frame,
+        };
+        let frame = frame.ok().flatten().ok_or((408, "request body not received in time".to_owned()))?;
+        seq.check(frame.seq).map_err(|e: FrameError| (400, e.to_string()))?;
+        match frame.kind {
+            FrameKind::Data if body.len() + frame.payload.len() <= MAX_REQUEST_BODY => body.extend_from_slice(&frame.payload),
+            FrameKind::Data => return Err((413, format!("request body larger than {MAX_REQUEST_BODY} bytes"))),
+            FrameKind::Eof => return Ok(body.into()),
+            FrameKind::Keepalive => {}
+            _ => return Err((400, "unexpected frame while receiving the request body".into())),
+        }
+    }
+}
+
+fn build_request(open: &Frame, method: &str, path: &str, request_id: &str, body: Bytes) -> Result<http::Request<Full<Bytes>>, String> {
+    if !path.starts_with('/') {
+        return Err(format!("invalid request path {path:?}"));
+    }
+    let method: http::Method = method.parse().map_err(|_| format!("invalid method {method:?}"))?;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Full::new(body))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    *request.headers_mut() = frames::take_http_headers(&open.headers).map_err(|e| e.to_string())?;
+    // The same id in fleetbus's logs and in the member cluster's audit log.
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        request.headers_mut().insert("audit-id", id);
+    }
+    Ok(request)
+}
+
+/// Streams the response body in chunks, never more than the window ahead of the client's
+/// credit; returns the bytes sent.
+async fn stream_body(
+    ctx: &StreamContext,
+    out: &mut Out,
+    inbound: &mut mpsc::Receiver<Frame>,
+    seq: &mut SeqCheck,
+    mut body: hyper::body::Incoming,
+    mut last_client: Instant,
+) -> u64 {
+    let (mut in_flight, mut sent) = (0usize, 0u64);
+    let mut pending = Bytes::new();
+    let mut done = false;
+    loop {
+        while !pending.is_empty() && in_flight < tunnel::WINDOW {
+            let n = pending.len().min(tunnel::CHUNK).min(tunnel::WINDOW - in_flight);
+            let chunk = pending.split_to(n);
+            if !out.send(async_nats::HeaderMap::new(), FrameKind::Data, chunk).await {
+                return sent;
+            }
+            in_flight += n;
+            sent += n as u64;
+        }
+        if done && pending.is_empty() {
+            out.frame(FrameKind::End).await;
+            return sent;
+        }
+        let want_more = pending.is_empty() && !done && in_flight < tunnel::WINDOW;
+        tokio::select! {
+            () = ctx.stop.cancelled() => { out.error(503, "the spoke is shutting down").await; return sent; }
+            frame = inbound.recv() => match control(frame, seq) {
+                Ok(credit) => {
+                    in_flight = in_flight.saturating_sub(credit.unwrap_or(0));
+                    last_client = Instant::now();
+                }
+                Err(()) => return sent,
+            },
+            next = body.frame(), if want_more => match next {
+                None => done = true,
+                Some(Ok(frame)) => if let Ok(data) = frame.into_data() { pending = data },
+                Some(Err(e)) => { out.error(502, &format!("the kube-apiserver response broke off: {e}")).await; return sent; }
+            },
+            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return sent,
+            () = sleep_until((out.last + tunnel::KEEPALIVE).into()) => {
+                if !out.frame(FrameKind::Keepalive).await { return sent; }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
