@@ -95,8 +95,64 @@ pub enum Command {
         #[command(flatten)]
         hub: HubFlags,
     },
+    /// kubectl against a cluster through the NATS tunnel, as a managed service account.
+    Proxy {
+        /// What to run.
+        #[command(subcommand)]
+        command: ProxyCommand,
+    },
     /// Run a hub with two spokes and two kube-apiservers on this machine.
     LocalUp(crate::local::up::LocalUpArgs),
+}
+
+/// `fleetbus proxy …`
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Run one kubectl command (`-- get pods -A`) or an interactive prompt (`-i`).
+    Kubectl {
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Managed service account whose token to use.
+        #[arg(long)]
+        sa: String,
+        /// Interactive mode: a `kubectl>` prompt, one command per line, `exit` to quit.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The kubectl arguments, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// Keep a loopback endpoint open and write a kubeconfig any client can use.
+    Serve {
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Managed service account whose token to use.
+        #[arg(long)]
+        sa: String,
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Where to write the kubeconfig (0600); default `<cluster>-<sa>.kubeconfig`.
+        #[arg(long)]
+        kubeconfig_out: Option<PathBuf>,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// Check each cluster's tunnel with a /healthz round trip.
+    Health {
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
 }
 
 /// `fleetbus certs …`

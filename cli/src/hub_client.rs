@@ -73,6 +73,16 @@ impl HubClient {
         })
     }
 
+    /// The user's NATS connection (its permissions include the tunnels of granted clusters).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The fleet's subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
     /// Calls `endpoint` with `request` and decodes the reply.
     pub async fn call<Req: Message, Resp: Message + Default>(
         &self,

@@ -10,6 +10,7 @@ pub mod hub_client;
 pub mod local;
 pub mod msa;
 pub mod output;
+pub mod proxy;
 
 use std::io::Write;
 
@@ -18,125 +19,72 @@ use fleetbus_schema::v1::{WhoAmIReply, WhoAmIRequest};
 
 use fleetbus_schema::v1::{Grant, ManagedServiceAccount};
 
-use crate::cli::{Cli, Command, CreateCommand, DeleteCommand, GetCommand};
+use std::process::ExitCode;
 
-/// Runs one command, writing its output to `out`.
-pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
+use crate::cli::{Cli, Command, CreateCommand, DeleteCommand, GetCommand, ProxyCommand};
+
+/// Runs one command, writing its output to `out`; the exit code is kubectl's for
+/// `proxy kubectl`, success otherwise.
+pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Certs { command } => certs::run(command, out),
-        Command::Get {
-            what: GetCommand::Clusters { output, hub },
-        } => clusters::get(&hub, output, out).await,
-        Command::Accept { clusters, hub } => {
-            clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await
+        Command::Certs { command } => done(certs::run(command, out)),
+        Command::Get { what } => done(get(what, out).await),
+        Command::Accept { clusters, hub } => done(clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await),
+        Command::Deny { clusters, hub } => done(clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await),
+        Command::Delete { what: DeleteCommand::Cluster { clusters, hub } } => {
+            done(clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await)
         }
-        Command::Deny { clusters, hub } => {
-            clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await
+        Command::Delete { what: DeleteCommand::Msa { name, cluster, hub } } => done(msa::delete(&hub, &cluster, &name, out).await),
+        Command::Create { what } => done(create(what, out).await),
+        Command::Grant { user, cluster, msa: name, hub } => {
+            done(msa::grant(&hub, Grant { user, cluster, msa: name, ..Default::default() }, false, out).await)
         }
-        Command::Delete {
-            what: DeleteCommand::Cluster { clusters, hub },
-        } => clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await,
+        Command::Revoke { user, cluster, msa: name, hub } => {
+            done(msa::grant(&hub, Grant { user, cluster, msa: name, ..Default::default() }, true, out).await)
+        }
         Command::Whoami { hub } => {
             let client = hub_client::HubClient::connect(&hub).await?;
             let me: WhoAmIReply = client.call(ApiEndpoint::WhoAmI, &WhoAmIRequest {}).await?;
-            writeln!(
-                out,
-                "{}{}",
-                me.identity,
-                if me.admin { " (admin)" } else { "" }
-            )?;
-            Ok(())
+            writeln!(out, "{}{}", me.identity, if me.admin { " (admin)" } else { "" })?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::LocalUp(args) => local::up::run(args, out).await,
-        Command::Create {
-            what:
-                CreateCommand::Msa {
-                    name,
-                    cluster,
-                    validity,
-                    ttl_after_creation,
-                    rules_file,
-                    rules_namespace,
-                    hub,
-                },
-        } => {
-            let rules = match rules_file {
-                Some(path) => msa::read_rules(&path)?,
-                None => Vec::new(),
-            };
-            let request = ManagedServiceAccount {
-                name,
-                cluster,
-                validity_seconds: validity.as_secs() as i64,
-                ttl_seconds_after_creation: ttl_after_creation
-                    .map_or(0, |d| d.as_secs().max(1) as i64),
-                rules,
-                rules_namespace: rules_namespace.unwrap_or_default(),
-                ..Default::default()
-            };
-            msa::create(&hub, request, out).await
+        Command::Proxy { command: ProxyCommand::Kubectl { cluster, sa, interactive, args, hub } } => {
+            proxy::commands::kubectl(&hub, &cluster, &sa, interactive, args).await
         }
-        Command::Get {
-            what:
-                GetCommand::Msa {
-                    name,
-                    cluster,
-                    output,
-                    hub,
-                },
-        } => msa::get(&hub, &cluster, name.as_deref(), output, out).await,
-        Command::Get {
-            what:
-                GetCommand::Token {
-                    name,
-                    cluster,
-                    output,
-                    hub,
-                },
-        } => msa::token(&hub, &cluster, &name, output, out).await,
-        Command::Get {
-            what: GetCommand::Grants { output, hub },
-        } => msa::grants(&hub, output, out).await,
-        Command::Delete {
-            what: DeleteCommand::Msa { name, cluster, hub },
-        } => msa::delete(&hub, &cluster, &name, out).await,
-        Command::Grant {
-            user,
-            cluster,
-            msa: name,
-            hub,
-        } => {
-            msa::grant(
-                &hub,
-                Grant {
-                    user,
-                    cluster,
-                    msa: name,
-                    ..Default::default()
-                },
-                false,
-                out,
-            )
-            .await
+        Command::Proxy { command: ProxyCommand::Serve { cluster, sa, port, kubeconfig_out, hub } } => {
+            done(proxy::commands::serve(&hub, &cluster, &sa, port, kubeconfig_out, out).await)
         }
-        Command::Revoke {
-            user,
-            cluster,
-            msa: name,
-            hub,
-        } => {
-            msa::grant(
-                &hub,
-                Grant {
-                    user,
-                    cluster,
-                    msa: name,
-                    ..Default::default()
-                },
-                true,
-                out,
-            )
-            .await
+        Command::Proxy { command: ProxyCommand::Health { cluster, hub } } => {
+            proxy::commands::health(&hub, cluster.as_deref(), out).await
         }
+        Command::LocalUp(args) => done(local::up::run(args, out).await),
     }
+}
+
+async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    match what {
+        GetCommand::Clusters { output, hub } => clusters::get(&hub, output, out).await,
+        GetCommand::Msa { name, cluster, output, hub } => msa::get(&hub, &cluster, name.as_deref(), output, out).await,
+        GetCommand::Token { name, cluster, output, hub } => msa::token(&hub, &cluster, &name, output, out).await,
+        GetCommand::Grants { output, hub } => msa::grants(&hub, output, out).await,
+    }
+}
+
+async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    let CreateCommand::Msa { name, cluster, validity, ttl_after_creation, rules_file, rules_namespace, hub } = what;
+    let rules = match rules_file {
+        Some(path) => msa::read_rules(&path)?,
+        None => Vec::new(),
+    };
+    let request = ManagedServiceAccount {
+        name,
+        cluster,
+        validity_seconds: validity.as_secs() as i64,
+        ttl_seconds_after_creation: ttl_after_creation.map_or(0, |d| d.as_secs().max(1) as i64),
+        rules,
+        rules_namespace: rules_namespace.unwrap_or_default(),
+        ..Default::default()
+    };
+    msa::create(&hub, request, out).await
 }

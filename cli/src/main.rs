@@ -7,7 +7,7 @@ async fn main() -> std::process::ExitCode {
     let cli = fleetbus_cli::cli::Cli::parse();
     fleetbus_nats::process::init("plain", "warn,async_nats=error,kube_client=off");
     match fleetbus_cli::run(cli, &mut std::io::stdout()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

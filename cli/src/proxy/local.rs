@@ -1,0 +1,145 @@
+//! The local end users point kubectl at: an HTTP listener on loopback that checks a per-session
+//! secret, swaps it for the managed service account's token, and sends each request through
+//! the tunnel. Errors reach kubectl as Kubernetes `Status` objects, so it prints them like the
+//! apiserver's own.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::tunnel::{Body, Tunnel};
+
+/// Largest request body forwarded.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// One local proxy session.
+pub struct LocalProxy {
+    /// The tunnel to the cluster.
+    pub tunnel: Tunnel,
+    /// The MSA token (refreshed by the caller), or `None` to forward without one.
+    pub token: Arc<RwLock<Option<String>>>,
+    /// What local clients must present as their bearer token.
+    pub secret: String,
+}
+
+/// A random secret for the local kubeconfig.
+pub fn new_secret() -> String {
+    format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
+}
+
+/// A request id, also sent to the apiserver as `Audit-ID` (UUID shaped, as the apiserver's own).
+pub fn request_id() -> String {
+    let b = rand::random::<u128>().to_be_bytes();
+    let hex = data_hex(&b);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+fn data_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serves connections from `listener` until `stop`.
+pub async fn serve(listener: TcpListener, proxy: Arc<LocalProxy>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+impl LocalProxy {
+    async fn handle(&self, request: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(self.secret.as_str()) {
+            return status(401, "Unauthorized", "present the bearer token from the proxy's kubeconfig");
+        }
+        if request.headers().contains_key(http::header::UPGRADE) {
+            return status(501, "NotImplemented", "fleetbus proxy does not tunnel exec, attach or port-forward yet");
+        }
+        let (mut parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return status(413, "RequestEntityTooLarge", "request body larger than 16 MiB"),
+        };
+        parts.headers.remove(http::header::AUTHORIZATION);
+        let token = self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(token) = token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                parts.headers.insert(http::header::AUTHORIZATION, value);
+            }
+        }
+        match self.tunnel.request(&parts, body, &request_id()).await {
+            Ok(response) => response,
+            Err(e) => status(e.status(), reason(e.status()), &format!("fleetbus: {e}")),
+        }
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        413 => "RequestEntityTooLarge",
+        431 => "RequestHeaderFieldsTooLarge",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    }
+}
+
+/// A Kubernetes `Status` failure response.
+pub fn status(code: u16, reason: &str, message: &str) -> http::Response<Body> {
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed());
+    *response.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_look_like_audit_ids() {
+        let id = request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_ne!(id, request_id());
+    }
+
+    #[test]
+    fn status_is_a_kubernetes_failure() {
+        let r = status(503, "ServiceUnavailable", "cluster c1 is not connected");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/json");
+    }
+}

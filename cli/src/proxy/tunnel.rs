@@ -1,0 +1,223 @@
+//! The client end of the Kubernetes API tunnel (protocol in `fleetbus_schema::tunnel`): one
+//! HTTP request in, one streaming HTTP response out. Credit is returned only as the caller
+//! takes the body, so a slow reader slows the spoke instead of losing data or growing memory.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetbus_nats::tunnel::{self as frames, Frame, SeqCheck};
+use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_schema::{ClusterName, Subjects};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::mpsc;
+
+/// How long to wait for the response head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A tunneled request that failed before a response could start.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// No spoke serves the cluster (NATS no-responders).
+    #[error("cluster {0} is not connected to the hub")]
+    Offline(ClusterName),
+    /// The spoke answered with an error frame.
+    #[error("{message}")]
+    Remote {
+        /// HTTP-like code.
+        code: u16,
+        /// The spoke's message.
+        message: String,
+    },
+    /// Frames were malformed, lost or out of order.
+    #[error("tunnel protocol error: {0}")]
+    Protocol(String),
+    /// The spoke went silent.
+    #[error("cluster {0} did not answer within {1:?}")]
+    Timeout(ClusterName, Duration),
+    /// NATS refused (permissions) or failed.
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+impl TunnelError {
+    /// The HTTP status a local client should see.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Offline(_) => 503,
+            Self::Remote { code, .. } => *code,
+            Self::Timeout(..) => 504,
+            Self::Protocol(_) | Self::Nats(_) => 502,
+        }
+    }
+}
+
+/// The response body: chunks as they arrive, or an error if the stream breaks off.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Tunnels requests to one cluster over a user's NATS connection.
+#[derive(Clone)]
+pub struct Tunnel {
+    client: async_nats::Client,
+    subjects: Subjects,
+    cluster: ClusterName,
+}
+
+impl Tunnel {
+    /// A tunnel to `cluster`.
+    pub fn new(client: async_nats::Client, subjects: Subjects, cluster: ClusterName) -> Self {
+        Self { client, subjects, cluster }
+    }
+
+    /// Sends `request` (whose body is `body`) and returns the streaming response.
+    pub async fn request(&self, parts: &http::request::Parts, body: Bytes, request_id: &str) -> Result<http::Response<Body>, TunnelError> {
+        let nats = |e: &dyn std::fmt::Display| TunnelError::Nats(e.to_string());
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| nats(&e))?;
+        let inline = body.len() <= tunnel::CHUNK;
+        let mut open = frames::headers(FrameKind::Open, 0);
+        open.insert(tunnel::METHOD, parts.method.as_str());
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        frames::insert(&mut open, tunnel::PATH, path).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        open.insert(tunnel::REQUEST_ID, request_id);
+        open.insert(tunnel::BODY, if inline { "inline" } else { "stream" });
+        frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote { code: 431, message: e.to_string() })?;
+        let payload = if inline { body.clone() } else { Bytes::new() };
+        self.client
+            .publish_with_reply_and_headers(self.subjects.kapi_open(&self.cluster), inbox, open, payload)
+            .await
+            .map_err(|e| nats(&e))?;
+
+        let mut seq = SeqCheck::default();
+        let mut upstream = None;
+        let head = loop {
+            let msg = tokio::time::timeout(HEAD_TIMEOUT, replies.next())
+                .await
+                .map_err(|_| TunnelError::Timeout(self.cluster.clone(), HEAD_TIMEOUT))?
+                .ok_or_else(|| TunnelError::Nats("subscription closed".into()))?;
+            if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return Err(TunnelError::Offline(self.cluster.clone()));
+            }
+            let frame = Frame::parse(msg.headers.as_ref(), msg.payload).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+            seq.check(frame.seq).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+            match frame.kind {
+                FrameKind::Ready => {
+                    let subject = frame.header(tunnel::UPSTREAM).map_err(|e| TunnelError::Protocol(e.to_string()))?.to_owned();
+                    if !inline {
+                        self.send_body(&subject, &body).await?;
+                    }
+                    upstream = Some(subject);
+                }
+                FrameKind::Head => break frame,
+                FrameKind::Error => return Err(remote(&frame)),
+                FrameKind::Keepalive => {}
+                other => return Err(TunnelError::Protocol(format!("unexpected {} frame before the response head", other.as_str()))),
+            }
+        };
+        let upstream = upstream.ok_or_else(|| TunnelError::Protocol("head before ready".into()))?;
+        let status = head
+            .header(tunnel::STATUS)
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| http::StatusCode::from_u16(s).ok())
+            .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
+        let headers = frames::take_http_headers(&head.headers).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+        let pump = Pump { client: self.client.clone(), upstream, seq, out_seq: if inline { 1 } else { 2 + body.len().div_ceil(tunnel::CHUNK) as u64 } };
+        tokio::spawn(pump.run(replies, tx));
+        let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+
+    async fn send_body(&self, upstream: &str, body: &Bytes) -> Result<(), TunnelError> {
+        let mut seq = 1;
+        for chunk in body.chunks(tunnel::CHUNK) {
+            self.client
+                .publish_with_headers(upstream.to_owned(), frames::headers(FrameKind::Data, seq), Bytes::copy_from_slice(chunk))
+                .await
+                .map_err(|e| TunnelError::Nats(e.to_string()))?;
+            seq += 1;
+        }
+        self.client
+            .publish_with_headers(upstream.to_owned(), frames::headers(FrameKind::Eof, seq), Bytes::new())
+            .await
+            .map_err(|e| TunnelError::Nats(e.to_string()))
+    }
+}
+
+fn remote(frame: &Frame) -> TunnelError {
+    TunnelError::Remote {
+        code: frame.header(tunnel::ERROR_CODE).ok().and_then(|c| c.parse().ok()).unwrap_or(502),
+        message: frame.header(tunnel::ERROR_MESSAGE).unwrap_or("the spoke reported an error").to_owned(),
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Moves response frames into the body and credit, keepalives and cancel back to the spoke.
+struct Pump {
+    client: async_nats::Client,
+    upstream: String,
+    seq: SeqCheck,
+    out_seq: u64,
+}
+
+impl Pump {
+    async fn send(&mut self, kind: FrameKind, extra: Option<(&'static str, String)>) {
+        let mut h = frames::headers(kind, self.out_seq);
+        if let Some((name, value)) = extra {
+            h.insert(name, value.as_str());
+        }
+        self.out_seq += 1;
+        let _ = self.client.publish_with_headers(self.upstream.clone(), h, Bytes::new()).await;
+    }
+
+    async fn run(mut self, mut replies: async_nats::Subscriber, tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>) {
+        let broken = |why: String| Err(std::io::Error::other(why));
+        let mut keepalive = tokio::time::interval(tunnel::KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let msg = tokio::select! {
+                () = tx.closed() => return self.send(FrameKind::Cancel, None).await,
+                _ = keepalive.tick() => { self.send(FrameKind::Keepalive, None).await; continue; }
+                msg = tokio::time::timeout(tunnel::IDLE_TIMEOUT, replies.next()) => msg,
+            };
+            let Ok(Some(msg)) = msg else {
+                let _ = tx.send(broken("the spoke went silent".into())).await;
+                return self.send(FrameKind::Cancel, None).await;
+            };
+            let frame = match Frame::parse(msg.headers.as_ref(), msg.payload).and_then(|f| self.seq.check(f.seq).map(|()| f)) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    let _ = tx.send(broken(format!("tunnel protocol error: {e}"))).await;
+                    return self.send(FrameKind::Cancel, None).await;
+                }
+            };
+            match frame.kind {
+                FrameKind::Data => {
+                    let n = frame.payload.len();
+                    if tx.send(Ok(hyper::body::Frame::data(frame.payload))).await.is_err() {
+                        return self.send(FrameKind::Cancel, None).await;
+                    }
+                    self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string()))).await;
+                }
+                FrameKind::End => return,
+                FrameKind::Keepalive => {}
+                FrameKind::Error => {
+                    let _ = tx.send(broken(remote(&frame).to_string())).await;
+                    return;
+                }
+                other => {
+                    let _ = tx.send(broken(format!("unexpected {} frame", other.as_str()))).await;
+                    return self.send(FrameKind::Cancel, None).await;
+                }
+            }
+        }
+    }
+}
