@@ -17,6 +17,9 @@ use crate::kube::Kube;
 use crate::tunnel_stream::{StreamContext, serve_stream};
 use crate::upstream::Upstream;
 
+/// Streams open right now in this process (for metrics and leak tests).
+pub static ACTIVE_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Frames buffered per stream before the client is considered to flood it.
 const STREAM_QUEUE: usize = 256;
 
@@ -67,9 +70,11 @@ pub async fn serve(client: async_nats::Client, config: Config, kube: Kube, stop:
                     stop: stop.child_token(),
                 };
                 let routes = routes.clone();
+                ACTIVE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracker.spawn(async move {
                     serve_stream(ctx, frame, rx).await;
                     lock(&routes).remove(&stream);
+                    ACTIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 });
             }
             frame = frames.next() => {

@@ -33,7 +33,6 @@ pub async fn kubectl(hub: &HubFlags, cluster: &str, sa: &str, interactive: bool,
     }
     println!("{INTERACTIVE_BANNER}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut last = ExitCode::SUCCESS;
     loop {
         print!("kubectl> ");
         std::io::stdout().flush()?;
@@ -53,9 +52,10 @@ pub async fn kubectl(hub: &HubFlags, cluster: &str, sa: &str, interactive: bool,
             }
         };
         let words = if words.first().map(String::as_str) == Some("kubectl") { words[1..].to_vec() } else { words };
-        last = run_kubectl(&kubeconfig, &words).await?;
+        // kubectl prints its own errors; the session goes on.
+        run_kubectl(&kubeconfig, &words).await?;
     }
-    Ok(last)
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_kubectl(kubeconfig: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCode> {
@@ -74,7 +74,7 @@ pub async fn serve(hub: &HubFlags, cluster: &str, sa: &str, port: u16, kubeconfi
     let session = Session::start(hub, cluster, sa, port).await?;
     let path = kubeconfig_out.unwrap_or_else(|| PathBuf::from(format!("{cluster}-{sa}.kubeconfig")));
     session.write_kubeconfig(cluster, &path)?;
-    writeln!(out, "serving cluster {cluster} as {sa} on http://{}", session.addr)?;
+    writeln!(out, "serving cluster {cluster} as {sa} on https://{}", session.addr)?;
     writeln!(out, "kubeconfig (0600): {}", path.display())?;
     writeln!(out, "  kubectl --kubeconfig {} get ns", path.display())?;
     out.flush()?;

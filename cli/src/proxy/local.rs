@@ -1,6 +1,7 @@
-//! The local end users point kubectl at: an HTTP listener on loopback that checks a per-session
-//! secret, swaps it for the managed service account's token, and sends each request through
-//! the tunnel. Errors reach kubectl as Kubernetes `Status` objects, so it prints them like the
+//! The local end users point kubectl at: an HTTPS listener on loopback (a certificate made for
+//! this session; kubectl sends bearer tokens only over TLS) that checks a per-session secret,
+//! swaps it for the managed service account's token, and sends each request through the
+//! tunnel. Errors reach kubectl as Kubernetes `Status` objects, so it prints them like the
 //! apiserver's own.
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,21 @@ pub struct LocalProxy {
     pub secret: String,
 }
 
+/// A TLS acceptor for 127.0.0.1/localhost with a certificate made for this session, and the
+/// CA (PEM) that the session's kubeconfig trusts.
+pub fn tls() -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let day = std::time::Duration::from_secs(86_400);
+    let (ca, _) = fleetbus_nats::pki::Ca::generate("fleetbus proxy session", day)?;
+    let issued = ca.issue_server(&["localhost".into()], &[[127, 0, 0, 1].into()], day)?;
+    let chain = vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())?];
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())?;
+    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)), ca.cert_pem().to_owned()))
+}
+
 /// A random secret for the local kubeconfig.
 pub fn new_secret() -> String {
     format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
@@ -44,8 +60,8 @@ fn data_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Serves connections from `listener` until `stop`.
-pub async fn serve(listener: TcpListener, proxy: Arc<LocalProxy>, stop: CancellationToken) {
+/// Serves TLS connections from `listener` until `stop`.
+pub async fn serve(listener: TcpListener, tls: tokio_rustls::TlsAcceptor, proxy: Arc<LocalProxy>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             () = stop.cancelled() => return,
@@ -57,8 +73,9 @@ pub async fn serve(listener: TcpListener, proxy: Arc<LocalProxy>, stop: Cancella
                 }
             },
         };
-        let proxy = proxy.clone();
+        let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
+            let Ok(stream) = tls.accept(stream).await else { return };
             let service = service_fn(move |request| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }

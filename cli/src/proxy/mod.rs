@@ -30,6 +30,7 @@ const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 pub struct Session {
     /// `127.0.0.1:<port>`.
     pub addr: std::net::SocketAddr,
+    ca_pem: String,
     proxy: Arc<LocalProxy>,
     stop: CancellationToken,
     _hub: Arc<HubClient>,
@@ -51,15 +52,18 @@ impl Session {
         });
         let stop = CancellationToken::new();
         let addr = listener.local_addr()?;
-        tokio::spawn(local::serve(listener, proxy.clone(), stop.clone()));
+        let (tls, ca_pem) = local::tls()?;
+        tokio::spawn(local::serve(listener, tls, proxy.clone(), stop.clone()));
         tokio::spawn(refresh_token(hub.clone(), cluster, sa.to_owned(), proxy.token.clone(), stop.clone()));
-        Ok(Self { addr, proxy, stop, _hub: hub })
+        Ok(Self { addr, ca_pem, proxy, stop, _hub: hub })
     }
 
     /// A kubeconfig for this session (it holds the session secret, not the real token).
     pub fn kubeconfig(&self, cluster: &str) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: http://{}\nusers:\n- name: fleetbus-proxy\n  user:\n    token: {}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: fleetbus-proxy\ncurrent-context: {cluster}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: https://{}\n    certificate-authority-data: {ca}\nusers:\n- name: fleetbus-proxy\n  user:\n    token: {}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: fleetbus-proxy\ncurrent-context: {cluster}\n",
             self.addr, self.proxy.secret
         )
     }
