@@ -30,34 +30,91 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Certs { command } => done(certs::run(command, out)),
         Command::Get { what } => done(get(what, out).await),
-        Command::Accept { clusters, hub } => done(clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await),
-        Command::Deny { clusters, hub } => done(clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await),
-        Command::Delete { what: DeleteCommand::Cluster { clusters, hub } } => {
-            done(clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await)
+        Command::Accept { clusters, hub } => {
+            done(clusters::decide(&hub, ApiEndpoint::ClustersAccept, clusters, out).await)
         }
-        Command::Delete { what: DeleteCommand::Msa { name, cluster, hub } } => done(msa::delete(&hub, &cluster, &name, out).await),
+        Command::Deny { clusters, hub } => {
+            done(clusters::decide(&hub, ApiEndpoint::ClustersDeny, clusters, out).await)
+        }
+        Command::Delete {
+            what: DeleteCommand::Cluster { clusters, hub },
+        } => done(clusters::decide(&hub, ApiEndpoint::ClustersDelete, clusters, out).await),
+        Command::Delete {
+            what: DeleteCommand::Msa { name, cluster, hub },
+        } => done(msa::delete(&hub, &cluster, &name, out).await),
         Command::Create { what } => done(create(what, out).await),
-        Command::Grant { user, cluster, msa: name, hub } => {
-            done(msa::grant(&hub, Grant { user, cluster, msa: name, ..Default::default() }, false, out).await)
-        }
-        Command::Revoke { user, cluster, msa: name, hub } => {
-            done(msa::grant(&hub, Grant { user, cluster, msa: name, ..Default::default() }, true, out).await)
-        }
+        Command::Grant {
+            user,
+            cluster,
+            msa: name,
+            hub,
+        } => done(
+            msa::grant(
+                &hub,
+                Grant {
+                    user,
+                    cluster,
+                    msa: name,
+                    ..Default::default()
+                },
+                false,
+                out,
+            )
+            .await,
+        ),
+        Command::Revoke {
+            user,
+            cluster,
+            msa: name,
+            hub,
+        } => done(
+            msa::grant(
+                &hub,
+                Grant {
+                    user,
+                    cluster,
+                    msa: name,
+                    ..Default::default()
+                },
+                true,
+                out,
+            )
+            .await,
+        ),
         Command::Whoami { hub } => {
             let client = hub_client::HubClient::connect(&hub).await?;
             let me: WhoAmIReply = client.call(ApiEndpoint::WhoAmI, &WhoAmIRequest {}).await?;
-            writeln!(out, "{}{}", me.identity, if me.admin { " (admin)" } else { "" })?;
+            writeln!(
+                out,
+                "{}{}",
+                me.identity,
+                if me.admin { " (admin)" } else { "" }
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Proxy { command: ProxyCommand::Kubectl { cluster, sa, interactive, args, hub } } => {
-            proxy::commands::kubectl(&hub, &cluster, &sa, interactive, args).await
-        }
-        Command::Proxy { command: ProxyCommand::Serve { cluster, sa, port, kubeconfig_out, hub } } => {
-            done(proxy::commands::serve(&hub, &cluster, &sa, port, kubeconfig_out, out).await)
-        }
-        Command::Proxy { command: ProxyCommand::Health { cluster, hub } } => {
-            proxy::commands::health(&hub, cluster.as_deref(), out).await
-        }
+        Command::Proxy {
+            command:
+                ProxyCommand::Kubectl {
+                    cluster,
+                    sa,
+                    interactive,
+                    args,
+                    hub,
+                },
+        } => proxy::commands::kubectl(&hub, &cluster, &sa, interactive, args).await,
+        Command::Proxy {
+            command:
+                ProxyCommand::Serve {
+                    cluster,
+                    sa,
+                    port,
+                    kubeconfig_out,
+                    hub,
+                },
+        } => done(proxy::commands::serve(&hub, &cluster, &sa, port, kubeconfig_out, out).await),
+        Command::Proxy {
+            command: ProxyCommand::Health { cluster, hub },
+        } => proxy::commands::health(&hub, cluster.as_deref(), out).await,
         Command::LocalUp(args) => done(local::up::run(args, out).await),
     }
 }
@@ -65,14 +122,32 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match what {
         GetCommand::Clusters { output, hub } => clusters::get(&hub, output, out).await,
-        GetCommand::Msa { name, cluster, output, hub } => msa::get(&hub, &cluster, name.as_deref(), output, out).await,
-        GetCommand::Token { name, cluster, output, hub } => msa::token(&hub, &cluster, &name, output, out).await,
+        GetCommand::Msa {
+            name,
+            cluster,
+            output,
+            hub,
+        } => msa::get(&hub, &cluster, name.as_deref(), output, out).await,
+        GetCommand::Token {
+            name,
+            cluster,
+            output,
+            hub,
+        } => msa::token(&hub, &cluster, &name, output, out).await,
         GetCommand::Grants { output, hub } => msa::grants(&hub, output, out).await,
     }
 }
 
 async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()> {
-    let CreateCommand::Msa { name, cluster, validity, ttl_after_creation, rules_file, rules_namespace, hub } = what;
+    let CreateCommand::Msa {
+        name,
+        cluster,
+        validity,
+        ttl_after_creation,
+        rules_file,
+        rules_namespace,
+        hub,
+    } = what;
     let rules = match rules_file {
         Some(path) => msa::read_rules(&path)?,
         None => Vec::new(),

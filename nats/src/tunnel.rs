@@ -24,7 +24,11 @@ pub enum FrameError {
         got: u64,
     },
     /// Too many or too large headers.
-    #[error("headers exceed {} entries or {} bytes", tunnel::MAX_HEADERS, tunnel::MAX_HEADER_BYTES)]
+    #[error(
+        "headers exceed {} entries or {} bytes",
+        tunnel::MAX_HEADERS,
+        tunnel::MAX_HEADER_BYTES
+    )]
     HeadersTooLarge,
     /// A required header is missing or malformed.
     #[error("frame header {0} missing or malformed")]
@@ -56,12 +60,20 @@ impl Frame {
             .get(tunnel::SEQ)
             .and_then(|v| v.as_str().parse().ok())
             .ok_or(FrameError::NoSeq)?;
-        Ok(Self { kind, seq, headers, payload })
+        Ok(Self {
+            kind,
+            seq,
+            headers,
+            payload,
+        })
     }
 
     /// A header as a string.
     pub fn header(&self, name: &'static str) -> Result<&str, FrameError> {
-        self.headers.get(name).map(HeaderValue::as_str).ok_or(FrameError::Missing(name))
+        self.headers
+            .get(name)
+            .map(HeaderValue::as_str)
+            .ok_or(FrameError::Missing(name))
     }
 }
 
@@ -84,7 +96,10 @@ pub fn insert(h: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), 
 pub fn error_headers(seq: u64, code: u16, message: &str) -> HeaderMap {
     let mut h = headers(FrameKind::Error, seq);
     h.insert(tunnel::ERROR_CODE, code.to_string().as_str());
-    let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     h.insert(tunnel::ERROR_MESSAGE, clean.as_str());
     h
 }
@@ -99,7 +114,10 @@ impl SeqCheck {
     /// Accepts `seq` if it is the next one.
     pub fn check(&mut self, seq: u64) -> Result<(), FrameError> {
         if seq != self.next {
-            return Err(FrameError::OutOfOrder { expected: self.next, got: seq });
+            return Err(FrameError::OutOfOrder {
+                expected: self.next,
+                got: seq,
+            });
         }
         self.next += 1;
         Ok(())
@@ -115,8 +133,12 @@ pub fn put_http_headers(h: &mut HeaderMap, http: &http::HeaderMap) -> Result<(),
             continue;
         }
         let Ok(value) = value.to_str() else { continue };
-        let Ok(nats_value) = value.parse::<HeaderValue>() else { continue };
-        let Ok(nats_name) = format!("{}{}", tunnel::HTTP_HEADER_PREFIX, name.as_str()).parse::<HeaderName>() else {
+        let Ok(nats_value) = value.parse::<HeaderValue>() else {
+            continue;
+        };
+        let Ok(nats_name) =
+            format!("{}{}", tunnel::HTTP_HEADER_PREFIX, name.as_str()).parse::<HeaderName>()
+        else {
             continue;
         };
         count += 1;
@@ -135,8 +157,12 @@ pub fn take_http_headers(h: &HeaderMap) -> Result<http::HeaderMap, FrameError> {
     let mut bytes = 0;
     for (name, values) in h.iter() {
         let name = name.to_string();
-        let Some(http_name) = strip_prefix_ci(&name, tunnel::HTTP_HEADER_PREFIX) else { continue };
-        let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else { continue };
+        let Some(http_name) = strip_prefix_ci(&name, tunnel::HTTP_HEADER_PREFIX) else {
+            continue;
+        };
+        let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else {
+            continue;
+        };
         if tunnel::is_hop_by_hop(http_name.as_str()) {
             continue;
         }
@@ -155,7 +181,8 @@ pub fn take_http_headers(h: &HeaderMap) -> Result<http::HeaderMap, FrameError> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -166,13 +193,22 @@ mod tests {
     fn frames_parse_and_garbage_is_an_error() {
         let f = Frame::parse(Some(&headers(FrameKind::Data, 7)), Bytes::from_static(b"x")).unwrap();
         assert_eq!((f.kind, f.seq), (FrameKind::Data, 7));
-        assert_eq!(Frame::parse(None, Bytes::new()).unwrap_err(), FrameError::UnknownKind);
+        assert_eq!(
+            Frame::parse(None, Bytes::new()).unwrap_err(),
+            FrameError::UnknownKind
+        );
         let mut h = HeaderMap::new();
         h.insert(tunnel::KIND, "data");
         h.insert(tunnel::SEQ, "-1");
-        assert_eq!(Frame::parse(Some(&h), Bytes::new()).unwrap_err(), FrameError::NoSeq);
+        assert_eq!(
+            Frame::parse(Some(&h), Bytes::new()).unwrap_err(),
+            FrameError::NoSeq
+        );
         h.insert(tunnel::KIND, "bogus");
-        assert_eq!(Frame::parse(Some(&h), Bytes::new()).unwrap_err(), FrameError::UnknownKind);
+        assert_eq!(
+            Frame::parse(Some(&h), Bytes::new()).unwrap_err(),
+            FrameError::UnknownKind
+        );
     }
 
     #[test]
@@ -180,7 +216,13 @@ mod tests {
         let mut seq = SeqCheck::default();
         seq.check(0).unwrap();
         seq.check(1).unwrap();
-        assert_eq!(seq.check(3).unwrap_err(), FrameError::OutOfOrder { expected: 2, got: 3 });
+        assert_eq!(
+            seq.check(3).unwrap_err(),
+            FrameError::OutOfOrder {
+                expected: 2,
+                got: 3
+            }
+        );
     }
 
     #[test]
@@ -202,13 +244,22 @@ mod tests {
     #[test]
     fn oversized_headers_are_refused() {
         let mut http = http::HeaderMap::new();
-        http.insert("x-big", "v".repeat(tunnel::MAX_HEADER_BYTES + 1).parse().unwrap());
-        assert_eq!(put_http_headers(&mut HeaderMap::new(), &http).unwrap_err(), FrameError::HeadersTooLarge);
+        http.insert(
+            "x-big",
+            "v".repeat(tunnel::MAX_HEADER_BYTES + 1).parse().unwrap(),
+        );
+        assert_eq!(
+            put_http_headers(&mut HeaderMap::new(), &http).unwrap_err(),
+            FrameError::HeadersTooLarge
+        );
         let mut h = HeaderMap::new();
         for i in 0..=tunnel::MAX_HEADERS {
             h.insert(format!("Fb-H-X{i}").as_str(), "v");
         }
-        assert_eq!(take_http_headers(&h).unwrap_err(), FrameError::HeadersTooLarge);
+        assert_eq!(
+            take_http_headers(&h).unwrap_err(),
+            FrameError::HeadersTooLarge
+        );
     }
 
     #[test]

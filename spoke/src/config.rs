@@ -91,6 +91,15 @@ pub struct Config {
     pub msa_namespace: String,
     /// Refresh MSA tokens after this fraction of their actual lifetime (0.8; tests shorten it).
     pub token_refresh_fraction: f64,
+    /// Live counters of this spoke, for whoever observes it.
+    pub stats: std::sync::Arc<Stats>,
+}
+
+/// Live counters of a running spoke.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Tunnel streams open now.
+    pub active_streams: std::sync::atomic::AtomicUsize,
 }
 
 impl Args {
@@ -149,6 +158,7 @@ impl Config {
             renew_fraction: 0.77,
             msa_namespace: "open-cluster-management-managed-serviceaccount".into(),
             token_refresh_fraction: 0.8,
+            stats: std::sync::Arc::default(),
         }
     }
 

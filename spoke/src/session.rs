@@ -59,10 +59,25 @@ pub async fn run(
     tracing::info!(cluster = %config.cluster, "connected with the cluster identity");
     let session = shutdown.child_token();
     let tasks = [
-        tokio::spawn(heartbeats(client.clone(), config.clone(), kube.clone(), session.clone())),
+        tokio::spawn(heartbeats(
+            client.clone(),
+            config.clone(),
+            kube.clone(),
+            session.clone(),
+        )),
         tokio::spawn(rotate(client.clone(), config.clone(), session.clone())),
-        tokio::spawn(crate::tokens::run(client.clone(), config.clone(), kube.clone(), session.clone())),
-        tokio::spawn(crate::tunnel::serve(client.clone(), config.clone(), kube.clone(), session.clone())),
+        tokio::spawn(crate::tokens::run(
+            client.clone(),
+            config.clone(),
+            kube.clone(),
+            session.clone(),
+        )),
+        tokio::spawn(crate::tunnel::serve(
+            client.clone(),
+            config.clone(),
+            kube.clone(),
+            session.clone(),
+        )),
     ];
     let mut refusals = 0;
     let end = loop {

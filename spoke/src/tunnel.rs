@@ -4,6 +4,7 @@
 //! the stream's task.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use fleetbus_nats::tunnel::Frame;
@@ -17,16 +18,18 @@ use crate::kube::Kube;
 use crate::tunnel_stream::{StreamContext, serve_stream};
 use crate::upstream::Upstream;
 
-/// Streams open right now in this process (for metrics and leak tests).
-pub static ACTIVE_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 /// Frames buffered per stream before the client is considered to flood it.
 const STREAM_QUEUE: usize = 256;
 
 type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Frame>>>>;
 
 /// Serves the tunnel until `stop`.
-pub async fn serve(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+pub async fn serve(
+    client: async_nats::Client,
+    config: Config,
+    kube: Kube,
+    stop: CancellationToken,
+) {
     let upstream = match Upstream::new(&kube) {
         Ok(u) => u,
         Err(e) => {
@@ -36,8 +39,12 @@ pub async fn serve(client: async_nats::Client, config: Config, kube: Kube, stop:
     };
     let replica = format!("{:016x}", rand::random::<u64>());
     let subjects = &config.subjects;
-    let opens = client.queue_subscribe(subjects.kapi_open(&config.cluster), "fleetbus-spoke".into()).await;
-    let frames = client.subscribe(subjects.kapi_replica_all(&config.cluster, &replica)).await;
+    let opens = client
+        .queue_subscribe(subjects.kapi_open(&config.cluster), "fleetbus-spoke".into())
+        .await;
+    let frames = client
+        .subscribe(subjects.kapi_replica_all(&config.cluster, &replica))
+        .await;
     let (Ok(mut opens), Ok(mut frames)) = (opens, frames) else {
         tracing::error!("cannot subscribe to the tunnel subjects");
         return;
@@ -70,11 +77,12 @@ pub async fn serve(client: async_nats::Client, config: Config, kube: Kube, stop:
                     stop: stop.child_token(),
                 };
                 let routes = routes.clone();
-                ACTIVE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let stats = config.stats.clone();
+                stats.active_streams.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(async move {
                     serve_stream(ctx, frame, rx).await;
                     lock(&routes).remove(&stream);
-                    ACTIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    stats.active_streams.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             frame = frames.next() => {
@@ -97,5 +105,7 @@ pub async fn serve(client: async_nats::Client, config: Config, kube: Kube, stop:
 }
 
 fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Frame>>> {
-    routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    routes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -39,7 +39,12 @@ struct Out {
 }
 
 impl Out {
-    async fn send(&mut self, mut headers: async_nats::HeaderMap, kind: FrameKind, payload: Bytes) -> bool {
+    async fn send(
+        &mut self,
+        mut headers: async_nats::HeaderMap,
+        kind: FrameKind,
+        payload: Bytes,
+    ) -> bool {
         let base = frames::headers(kind, self.seq);
         for (name, values) in base.iter() {
             for v in values {
@@ -48,24 +53,36 @@ impl Out {
         }
         self.seq += 1;
         self.last = Instant::now();
-        self.client.publish_with_headers(self.reply.clone(), headers, payload).await.is_ok()
+        self.client
+            .publish_with_headers(self.reply.clone(), headers, payload)
+            .await
+            .is_ok()
     }
 
     async fn frame(&mut self, kind: FrameKind) -> bool {
-        self.send(async_nats::HeaderMap::new(), kind, Bytes::new()).await
+        self.send(async_nats::HeaderMap::new(), kind, Bytes::new())
+            .await
     }
 
     async fn error(&mut self, code: u16, message: &str) {
         let headers = frames::error_headers(self.seq, code, message);
         self.seq += 1;
-        let _ = self.client.publish_with_headers(self.reply.clone(), headers, Bytes::new()).await;
+        let _ = self
+            .client
+            .publish_with_headers(self.reply.clone(), headers, Bytes::new())
+            .await;
     }
 }
 
 /// Serves one stream to its end.
 pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Receiver<Frame>) {
     let started = Instant::now();
-    let mut out = Out { client: ctx.client.clone(), reply: ctx.reply.clone(), seq: 0, last: Instant::now() };
+    let mut out = Out {
+        client: ctx.client.clone(),
+        reply: ctx.reply.clone(),
+        seq: 0,
+        last: Instant::now(),
+    };
     let mut seq = SeqCheck::default();
     let mut ready = async_nats::HeaderMap::new();
     ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
@@ -104,7 +121,14 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Re
     };
     let response = match response {
         Ok(response) => response,
-        Err(e) => return out.error(502, &format!("cannot reach the kube-apiserver: {}", error_chain(&e))).await,
+        Err(e) => {
+            return out
+                .error(
+                    502,
+                    &format!("cannot reach the kube-apiserver: {}", error_chain(&e)),
+                )
+                .await;
+        }
     };
     let status = response.status();
     let mut head = async_nats::HeaderMap::new();
@@ -115,7 +139,15 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Re
     if !out.send(head, FrameKind::Head, Bytes::new()).await {
         return;
     }
-    let bytes = stream_body(&ctx, &mut out, &mut inbound, &mut seq, response.into_body(), last_client).await;
+    let bytes = stream_body(
+        &ctx,
+        &mut out,
+        &mut inbound,
+        &mut seq,
+        response.into_body(),
+        last_client,
+    )
+    .await;
     tracing::info!(%method, %path, status = status.as_u16(), bytes, latency_ms = started.elapsed().as_millis() as u64, request_id = %request_id, "proxied request");
 }
 
@@ -126,7 +158,12 @@ fn control(frame: Option<Frame>, seq: &mut SeqCheck) -> Result<Option<usize>, ()
     seq.check(frame.seq).map_err(|_| ())?;
     match frame.kind {
         FrameKind::Keepalive => Ok(None),
-        FrameKind::Credit => frame.header(tunnel::CREDIT).ok().and_then(|c| c.parse().ok()).map(Some).ok_or(()),
+        FrameKind::Credit => frame
+            .header(tunnel::CREDIT)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .map(Some)
+            .ok_or(()),
         _ => Err(()),
     }
 }
@@ -142,23 +179,47 @@ async fn receive_body(
             () = stop.cancelled() => return Err((503, "the spoke is shutting down".into())),
             frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.recv()) => frame,
         };
-        let frame = frame.ok().flatten().ok_or((408, "request body not received in time".to_owned()))?;
-        seq.check(frame.seq).map_err(|e: FrameError| (400, e.to_string()))?;
+        let frame = frame
+            .ok()
+            .flatten()
+            .ok_or((408, "request body not received in time".to_owned()))?;
+        seq.check(frame.seq)
+            .map_err(|e: FrameError| (400, e.to_string()))?;
         match frame.kind {
-            FrameKind::Data if body.len() + frame.payload.len() <= MAX_REQUEST_BODY => body.extend_from_slice(&frame.payload),
-            FrameKind::Data => return Err((413, format!("request body larger than {MAX_REQUEST_BODY} bytes"))),
+            FrameKind::Data if body.len() + frame.payload.len() <= MAX_REQUEST_BODY => {
+                body.extend_from_slice(&frame.payload)
+            }
+            FrameKind::Data => {
+                return Err((
+                    413,
+                    format!("request body larger than {MAX_REQUEST_BODY} bytes"),
+                ));
+            }
             FrameKind::Eof => return Ok(body.into()),
             FrameKind::Keepalive => {}
-            _ => return Err((400, "unexpected frame while receiving the request body".into())),
+            _ => {
+                return Err((
+                    400,
+                    "unexpected frame while receiving the request body".into(),
+                ));
+            }
         }
     }
 }
 
-fn build_request(open: &Frame, method: &str, path: &str, request_id: &str, body: Bytes) -> Result<http::Request<Full<Bytes>>, String> {
+fn build_request(
+    open: &Frame,
+    method: &str,
+    path: &str,
+    request_id: &str,
+    body: Bytes,
+) -> Result<http::Request<Full<Bytes>>, String> {
     if !path.starts_with('/') {
         return Err(format!("invalid request path {path:?}"));
     }
-    let method: http::Method = method.parse().map_err(|_| format!("invalid method {method:?}"))?;
+    let method: http::Method = method
+        .parse()
+        .map_err(|_| format!("invalid method {method:?}"))?;
     let mut request = http::Request::builder()
         .method(method)
         .uri(path)
@@ -187,9 +248,15 @@ async fn stream_body(
     let mut done = false;
     loop {
         while !pending.is_empty() && in_flight < tunnel::WINDOW {
-            let n = pending.len().min(tunnel::CHUNK).min(tunnel::WINDOW - in_flight);
+            let n = pending
+                .len()
+                .min(tunnel::CHUNK)
+                .min(tunnel::WINDOW - in_flight);
             let chunk = pending.split_to(n);
-            if !out.send(async_nats::HeaderMap::new(), FrameKind::Data, chunk).await {
+            if !out
+                .send(async_nats::HeaderMap::new(), FrameKind::Data, chunk)
+                .await
+            {
                 return sent;
             }
             in_flight += n;
@@ -232,4 +299,3 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
-

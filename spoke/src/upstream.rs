@@ -28,9 +28,13 @@ impl Upstream {
             let _ = roots.add(cert?);
         }
         if roots.is_empty() {
-            anyhow::bail!("the kubeconfig names no CA for the apiserver; the tunnel will not trust the system roots");
+            anyhow::bail!(
+                "the kubeconfig names no CA for the apiserver; the tunnel will not trust the system roots"
+            );
         }
-        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -48,7 +52,11 @@ impl Upstream {
         &self,
         mut request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         if let Ok(uri) = format!("{}{path}", self.base).parse() {
             *request.uri_mut() = uri;
         }

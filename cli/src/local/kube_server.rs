@@ -23,6 +23,8 @@ pub struct KubeServer {
     pub admin_token: String,
     /// An admin kubeconfig (0600).
     pub kubeconfig: PathBuf,
+    /// The apiserver's audit log (metadata of every request, JSON lines).
+    pub audit_log: PathBuf,
 }
 
 fn find_kube_bin() -> anyhow::Result<PathBuf> {
@@ -87,6 +89,13 @@ impl KubeServer {
             write_atomic(&sa_pub, key.public_key_pem().as_bytes(), false)?;
         }
         let cert_dir = dir.join("apiserver");
+        let policy = dir.join("audit-policy.yaml");
+        write_atomic(
+            &policy,
+            b"apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+            false,
+        )?;
+        let audit_log = dir.join("audit.log");
         let api_args: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".into(),
@@ -102,6 +111,8 @@ impl KubeServer {
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", audit_log.display()),
         ];
         let apiserver = match spawn(
             &bin.join("kube-apiserver"),
@@ -123,6 +134,7 @@ impl KubeServer {
             ca_pem: String::new(),
             admin_token,
             kubeconfig: dir.join("kubeconfig"),
+            audit_log,
         };
         server.ca_pem = wait_for_file(&cert_dir.join("apiserver.crt"), Duration::from_secs(60))?;
         write_atomic(

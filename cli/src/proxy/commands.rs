@@ -19,13 +19,21 @@ use crate::output::table;
 
 /// `fleetbus proxy kubectl`: one command (stdin, stdout, stderr and exit code passed through),
 /// or an interactive prompt.
-pub async fn kubectl(hub: &HubFlags, cluster: &str, sa: &str, interactive: bool, args: Vec<String>) -> anyhow::Result<ExitCode> {
+pub async fn kubectl(
+    hub: &HubFlags,
+    cluster: &str,
+    sa: &str,
+    interactive: bool,
+    args: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     if !interactive && args.is_empty() {
         anyhow::bail!("give a kubectl command after `--`, or -i for the interactive mode");
     }
     let session = Session::start(hub, cluster, sa, 0).await?;
     // The kubeconfig lives in a private temporary folder removed on exit.
-    let dir = tempfile::Builder::new().prefix("fleetbus-proxy-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("fleetbus-proxy-")
+        .tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     session.write_kubeconfig(cluster, &kubeconfig)?;
     if !interactive {
@@ -36,7 +44,9 @@ pub async fn kubectl(hub: &HubFlags, cluster: &str, sa: &str, interactive: bool,
     loop {
         print!("kubectl> ");
         std::io::stdout().flush()?;
-        let Some(line) = lines.next_line().await? else { break };
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
         let line = line.trim();
         if line == "exit" {
             break;
@@ -51,7 +61,11 @@ pub async fn kubectl(hub: &HubFlags, cluster: &str, sa: &str, interactive: bool,
                 continue;
             }
         };
-        let words = if words.first().map(String::as_str) == Some("kubectl") { words[1..].to_vec() } else { words };
+        let words = if words.first().map(String::as_str) == Some("kubectl") {
+            words[1..].to_vec()
+        } else {
+            words
+        };
         // kubectl prints its own errors; the session goes on.
         run_kubectl(&kubeconfig, &words).await?;
     }
@@ -66,31 +80,57 @@ async fn run_kubectl(kubeconfig: &std::path::Path, args: &[String]) -> anyhow::R
         .status()
         .await
         .map_err(|e| anyhow::anyhow!("cannot run kubectl: {e}"))?;
-    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }
 
 /// `fleetbus proxy serve`: a loopback endpoint and a kubeconfig for any client, until Ctrl-C.
-pub async fn serve(hub: &HubFlags, cluster: &str, sa: &str, port: u16, kubeconfig_out: Option<PathBuf>, out: &mut impl Write) -> anyhow::Result<()> {
+pub async fn serve(
+    hub: &HubFlags,
+    cluster: &str,
+    sa: &str,
+    port: u16,
+    kubeconfig_out: Option<PathBuf>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let session = Session::start(hub, cluster, sa, port).await?;
-    let path = kubeconfig_out.unwrap_or_else(|| PathBuf::from(format!("{cluster}-{sa}.kubeconfig")));
+    let path =
+        kubeconfig_out.unwrap_or_else(|| PathBuf::from(format!("{cluster}-{sa}.kubeconfig")));
     session.write_kubeconfig(cluster, &path)?;
-    writeln!(out, "serving cluster {cluster} as {sa} on https://{}", session.addr)?;
+    writeln!(
+        out,
+        "serving cluster {cluster} as {sa} on https://{}",
+        session.addr
+    )?;
     writeln!(out, "kubeconfig (0600): {}", path.display())?;
     writeln!(out, "  kubectl --kubeconfig {} get ns", path.display())?;
     out.flush()?;
-    fleetbus_nats::process::shutdown_on_signal().cancelled().await;
+    fleetbus_nats::process::shutdown_on_signal()
+        .cancelled()
+        .await;
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
 
 /// `fleetbus proxy health`: a `/healthz` round trip through each cluster's tunnel.
-pub async fn health(hub: &HubFlags, only: Option<&str>, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+pub async fn health(
+    hub: &HubFlags,
+    only: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
     let client = HubClient::connect(hub).await?;
     let names: Vec<String> = match only {
         Some(name) => vec![ClusterName::new(name)?.to_string()],
         None => {
-            let list: ClusterList = client.call(ApiEndpoint::ClustersList, &ListClustersRequest {}).await?;
-            list.items.into_iter().filter(|c| c.acceptance() == Acceptance::Accepted).map(|c| c.name).collect()
+            let list: ClusterList = client
+                .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
+                .await?;
+            list.items
+                .into_iter()
+                .filter(|c| c.acceptance() == Acceptance::Accepted)
+                .map(|c| c.name)
+                .collect()
         }
     };
     let mut rows = Vec::new();
@@ -115,5 +155,9 @@ pub async fn health(hub: &HubFlags, only: Option<&str>, out: &mut impl Write) ->
     } else {
         write!(out, "{}", table(&["CLUSTER", "TUNNEL", "LATENCY"], &rows))?;
     }
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

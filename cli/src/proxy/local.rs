@@ -39,21 +39,37 @@ pub fn tls() -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
     let issued = ca.issue_server(&["localhost".into()], &[[127, 0, 0, 1].into()], day)?;
     let chain = vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())?];
     let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())?;
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)), ca.cert_pem().to_owned()))
+    Ok((
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        ca.cert_pem().to_owned(),
+    ))
 }
 
 /// A random secret for the local kubeconfig.
 pub fn new_secret() -> String {
-    format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
+    format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    )
 }
 
 /// A request id, also sent to the apiserver as `Audit-ID` (UUID shaped, as the apiserver's own).
 pub fn request_id() -> String {
     let b = rand::random::<u128>().to_be_bytes();
     let hex = data_hex(&b);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn data_hex(bytes: &[u8]) -> String {
@@ -61,7 +77,12 @@ fn data_hex(bytes: &[u8]) -> String {
 }
 
 /// Serves TLS connections from `listener` until `stop`.
-pub async fn serve(listener: TcpListener, tls: tokio_rustls::TlsAcceptor, proxy: Arc<LocalProxy>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    proxy: Arc<LocalProxy>,
+    stop: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = stop.cancelled() => return,
@@ -75,12 +96,16 @@ pub async fn serve(listener: TcpListener, tls: tokio_rustls::TlsAcceptor, proxy:
         };
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
-            let Ok(stream) = tls.accept(stream).await else { return };
+            let Ok(stream) = tls.accept(stream).await else {
+                return;
+            };
             let service = service_fn(move |request| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -93,22 +118,40 @@ impl LocalProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if presented != Some(self.secret.as_str()) {
-            return status(401, "Unauthorized", "present the bearer token from the proxy's kubeconfig");
+            return status(
+                401,
+                "Unauthorized",
+                "present the bearer token from the proxy's kubeconfig",
+            );
         }
         if request.headers().contains_key(http::header::UPGRADE) {
-            return status(501, "NotImplemented", "fleetbus proxy does not tunnel exec, attach or port-forward yet");
+            return status(
+                501,
+                "NotImplemented",
+                "fleetbus proxy does not tunnel exec, attach or port-forward yet",
+            );
         }
         let (mut parts, body) = request.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return status(413, "RequestEntityTooLarge", "request body larger than 16 MiB"),
+            Err(_) => {
+                return status(
+                    413,
+                    "RequestEntityTooLarge",
+                    "request body larger than 16 MiB",
+                );
+            }
         };
         parts.headers.remove(http::header::AUTHORIZATION);
-        let token = self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        if let Some(token) = token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
-                parts.headers.insert(http::header::AUTHORIZATION, value);
-            }
+        let token = self
+            .token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(token) = token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            parts.headers.insert(http::header::AUTHORIZATION, value);
         }
         match self.tunnel.request(&parts, body, &request_id()).await {
             Ok(response) => response,
@@ -135,9 +178,17 @@ pub fn status(code: u16, reason: &str, message: &str) -> http::Response<Body> {
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code,
     });
-    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed());
-    *response.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let mut response = http::Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() =
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -21,7 +21,8 @@ use local::LocalProxy;
 use tunnel::Tunnel;
 
 /// The prompt text of interactive mode (as clusteradm's).
-pub const INTERACTIVE_BANNER: &str = "Please enter the kubectl command and use \"exit\" to quit the interactive mode";
+pub const INTERACTIVE_BANNER: &str =
+    "Please enter the kubectl command and use \"exit\" to quit the interactive mode";
 
 /// How often a running proxy fetches the (rotating) token again.
 const TOKEN_REFRESH: Duration = Duration::from_secs(60);
@@ -54,8 +55,20 @@ impl Session {
         let addr = listener.local_addr()?;
         let (tls, ca_pem) = local::tls()?;
         tokio::spawn(local::serve(listener, tls, proxy.clone(), stop.clone()));
-        tokio::spawn(refresh_token(hub.clone(), cluster, sa.to_owned(), proxy.token.clone(), stop.clone()));
-        Ok(Self { addr, ca_pem, proxy, stop, _hub: hub })
+        tokio::spawn(refresh_token(
+            hub.clone(),
+            cluster,
+            sa.to_owned(),
+            proxy.token.clone(),
+            stop.clone(),
+        ));
+        Ok(Self {
+            addr,
+            ca_pem,
+            proxy,
+            stop,
+            _hub: hub,
+        })
     }
 
     /// A kubeconfig for this session (it holds the session secret, not the real token).
@@ -83,20 +96,38 @@ impl Drop for Session {
 
 async fn fetch_token(hub: &HubClient, cluster: &ClusterName, sa: &str) -> anyhow::Result<String> {
     let reply: TokenReply = hub
-        .call(ApiEndpoint::TokenGet, &MsaRef { cluster: cluster.to_string(), name: sa.to_owned() })
+        .call(
+            ApiEndpoint::TokenGet,
+            &MsaRef {
+                cluster: cluster.to_string(),
+                name: sa.to_owned(),
+            },
+        )
         .await?;
     Ok(reply.token)
 }
 
-async fn refresh_token(hub: Arc<HubClient>, cluster: ClusterName, sa: String, slot: Arc<RwLock<Option<String>>>, stop: CancellationToken) {
+async fn refresh_token(
+    hub: Arc<HubClient>,
+    cluster: ClusterName,
+    sa: String,
+    slot: Arc<RwLock<Option<String>>>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(TOKEN_REFRESH) => {}
         }
         match fetch_token(&hub, &cluster, &sa).await {
-            Ok(token) => *slot.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token),
-            Err(e) => tracing::warn!(error = %e, "could not refresh the token; keeping the current one"),
+            Ok(token) => {
+                *slot
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the token; keeping the current one")
+            }
         }
     }
 }

@@ -67,25 +67,47 @@ pub struct Tunnel {
 impl Tunnel {
     /// A tunnel to `cluster`.
     pub fn new(client: async_nats::Client, subjects: Subjects, cluster: ClusterName) -> Self {
-        Self { client, subjects, cluster }
+        Self {
+            client,
+            subjects,
+            cluster,
+        }
     }
 
     /// Sends `request` (whose body is `body`) and returns the streaming response.
-    pub async fn request(&self, parts: &http::request::Parts, body: Bytes, request_id: &str) -> Result<http::Response<Body>, TunnelError> {
+    pub async fn request(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<http::Response<Body>, TunnelError> {
         let nats = |e: &dyn std::fmt::Display| TunnelError::Nats(e.to_string());
         let inbox = self.client.new_inbox();
-        let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| nats(&e))?;
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| nats(&e))?;
         let inline = body.len() <= tunnel::CHUNK;
         let mut open = frames::headers(FrameKind::Open, 0);
         open.insert(tunnel::METHOD, parts.method.as_str());
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        frames::insert(&mut open, tunnel::PATH, path).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        frames::insert(&mut open, tunnel::PATH, path)
+            .map_err(|e| TunnelError::Protocol(e.to_string()))?;
         open.insert(tunnel::REQUEST_ID, request_id);
         open.insert(tunnel::BODY, if inline { "inline" } else { "stream" });
-        frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote { code: 431, message: e.to_string() })?;
+        frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote {
+            code: 431,
+            message: e.to_string(),
+        })?;
         let payload = if inline { body.clone() } else { Bytes::new() };
         self.client
-            .publish_with_reply_and_headers(self.subjects.kapi_open(&self.cluster), inbox, open, payload)
+            .publish_with_reply_and_headers(
+                self.subjects.kapi_open(&self.cluster),
+                inbox,
+                open,
+                payload,
+            )
             .await
             .map_err(|e| nats(&e))?;
 
@@ -99,11 +121,16 @@ impl Tunnel {
             if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                 return Err(TunnelError::Offline(self.cluster.clone()));
             }
-            let frame = Frame::parse(msg.headers.as_ref(), msg.payload).map_err(|e| TunnelError::Protocol(e.to_string()))?;
-            seq.check(frame.seq).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+            let frame = Frame::parse(msg.headers.as_ref(), msg.payload)
+                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
+            seq.check(frame.seq)
+                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
             match frame.kind {
                 FrameKind::Ready => {
-                    let subject = frame.header(tunnel::UPSTREAM).map_err(|e| TunnelError::Protocol(e.to_string()))?.to_owned();
+                    let subject = frame
+                        .header(tunnel::UPSTREAM)
+                        .map_err(|e| TunnelError::Protocol(e.to_string()))?
+                        .to_owned();
                     if !inline {
                         self.send_body(&subject, &body).await?;
                     }
@@ -112,7 +139,12 @@ impl Tunnel {
                 FrameKind::Head => break frame,
                 FrameKind::Error => return Err(remote(&frame)),
                 FrameKind::Keepalive => {}
-                other => return Err(TunnelError::Protocol(format!("unexpected {} frame before the response head", other.as_str()))),
+                other => {
+                    return Err(TunnelError::Protocol(format!(
+                        "unexpected {} frame before the response head",
+                        other.as_str()
+                    )));
+                }
             }
         };
         let upstream = upstream.ok_or_else(|| TunnelError::Protocol("head before ready".into()))?;
@@ -122,9 +154,19 @@ impl Tunnel {
             .and_then(|s| s.parse::<u16>().ok())
             .and_then(|s| http::StatusCode::from_u16(s).ok())
             .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
-        let headers = frames::take_http_headers(&head.headers).map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        let headers = frames::take_http_headers(&head.headers)
+            .map_err(|e| TunnelError::Protocol(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
-        let pump = Pump { client: self.client.clone(), upstream, seq, out_seq: if inline { 1 } else { 2 + body.len().div_ceil(tunnel::CHUNK) as u64 } };
+        let pump = Pump {
+            client: self.client.clone(),
+            upstream,
+            seq,
+            out_seq: if inline {
+                1
+            } else {
+                2 + body.len().div_ceil(tunnel::CHUNK) as u64
+            },
+        };
         tokio::spawn(pump.run(replies, tx));
         let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
         let mut response = http::Response::new(body);
@@ -137,13 +179,21 @@ impl Tunnel {
         let mut seq = 1;
         for chunk in body.chunks(tunnel::CHUNK) {
             self.client
-                .publish_with_headers(upstream.to_owned(), frames::headers(FrameKind::Data, seq), Bytes::copy_from_slice(chunk))
+                .publish_with_headers(
+                    upstream.to_owned(),
+                    frames::headers(FrameKind::Data, seq),
+                    Bytes::copy_from_slice(chunk),
+                )
                 .await
                 .map_err(|e| TunnelError::Nats(e.to_string()))?;
             seq += 1;
         }
         self.client
-            .publish_with_headers(upstream.to_owned(), frames::headers(FrameKind::Eof, seq), Bytes::new())
+            .publish_with_headers(
+                upstream.to_owned(),
+                frames::headers(FrameKind::Eof, seq),
+                Bytes::new(),
+            )
             .await
             .map_err(|e| TunnelError::Nats(e.to_string()))
     }
@@ -151,12 +201,21 @@ impl Tunnel {
 
 fn remote(frame: &Frame) -> TunnelError {
     TunnelError::Remote {
-        code: frame.header(tunnel::ERROR_CODE).ok().and_then(|c| c.parse().ok()).unwrap_or(502),
-        message: frame.header(tunnel::ERROR_MESSAGE).unwrap_or("the spoke reported an error").to_owned(),
+        code: frame
+            .header(tunnel::ERROR_CODE)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(502),
+        message: frame
+            .header(tunnel::ERROR_MESSAGE)
+            .unwrap_or("the spoke reported an error")
+            .to_owned(),
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -175,10 +234,17 @@ impl Pump {
             h.insert(name, value.as_str());
         }
         self.out_seq += 1;
-        let _ = self.client.publish_with_headers(self.upstream.clone(), h, Bytes::new()).await;
+        let _ = self
+            .client
+            .publish_with_headers(self.upstream.clone(), h, Bytes::new())
+            .await;
     }
 
-    async fn run(mut self, mut replies: async_nats::Subscriber, tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>) {
+    async fn run(
+        mut self,
+        mut replies: async_nats::Subscriber,
+        tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
+    ) {
         let broken = |why: String| Err(std::io::Error::other(why));
         let mut keepalive = tokio::time::interval(tunnel::KEEPALIVE);
         keepalive.tick().await;
@@ -192,7 +258,9 @@ impl Pump {
                 let _ = tx.send(broken("the spoke went silent".into())).await;
                 return self.send(FrameKind::Cancel, None).await;
             };
-            let frame = match Frame::parse(msg.headers.as_ref(), msg.payload).and_then(|f| self.seq.check(f.seq).map(|()| f)) {
+            let frame = match Frame::parse(msg.headers.as_ref(), msg.payload)
+                .and_then(|f| self.seq.check(f.seq).map(|()| f))
+            {
                 Ok(frame) => frame,
                 Err(e) => {
                     let _ = tx.send(broken(format!("tunnel protocol error: {e}"))).await;
@@ -202,10 +270,15 @@ impl Pump {
             match frame.kind {
                 FrameKind::Data => {
                     let n = frame.payload.len();
-                    if tx.send(Ok(hyper::body::Frame::data(frame.payload))).await.is_err() {
+                    if tx
+                        .send(Ok(hyper::body::Frame::data(frame.payload)))
+                        .await
+                        .is_err()
+                    {
                         return self.send(FrameKind::Cancel, None).await;
                     }
-                    self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string()))).await;
+                    self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string())))
+                        .await;
                 }
                 FrameKind::End => return,
                 FrameKind::Keepalive => {}
@@ -214,7 +287,9 @@ impl Pump {
                     return;
                 }
                 other => {
-                    let _ = tx.send(broken(format!("unexpected {} frame", other.as_str()))).await;
+                    let _ = tx
+                        .send(broken(format!("unexpected {} frame", other.as_str())))
+                        .await;
                     return self.send(FrameKind::Cancel, None).await;
                 }
             }

@@ -1,0 +1,450 @@
+//! kubectl to a cluster through the NATS tunnel, for real: the seed's example with the
+//! apiserver's own Forbidden message, watches, a 20 MB LIST byte for byte, slow readers,
+//! cancellation, authorization and an offline cluster.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleetbus_cli::hub_client::HubClient;
+use fleetbus_cli::local::kube_server::KubeServer;
+use fleetbus_cli::proxy::tunnel::{Tunnel, TunnelError};
+use fleetbus_schema::v1::ConditionStatus;
+use fleetbus_schema::{ClusterName, Identity, UserName};
+use fleetbus_tests::{Fleet, eventually};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+
+const WAIT: Duration = Duration::from_secs(30);
+const FORBIDDEN: &str = r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:open-cluster-management-managed-serviceaccount:dep" cannot list resource "pods" in API group "" at the cluster scope"#;
+
+/// The `fleetbus` binary next to this test binary (target/debug/fleetbus).
+fn fleetbus() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("fleetbus");
+    assert!(
+        bin.is_file(),
+        "build the workspace binaries first: {} missing",
+        bin.display()
+    );
+    bin
+}
+
+/// `fleetbus …` as `user`, as a person would run it (flags from the environment).
+fn as_user(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
+    let flags = fleet.flags_for(user).unwrap();
+    let mut cmd = Command::new(fleetbus());
+    cmd.args(args)
+        .env("FLEETBUS_NATS_URL", &flags.nats_url)
+        .env("FLEETBUS_CA", &flags.ca)
+        .env("FLEETBUS_CERT", &flags.cert)
+        .env("FLEETBUS_KEY", &flags.key)
+        .env("FLEETBUS_SUBJECT_PREFIX", &flags.subject_prefix);
+    cmd
+}
+
+/// A fleet with cluster1 on a real apiserver, accepted, and MSA `dep` that may list deployments
+/// and configmaps, granted to alice.
+struct Seed {
+    fleet: Fleet,
+    kube: KubeServer,
+    spoke: fleetbus_tests::fleet::Running,
+    stats: std::sync::Arc<fleetbus_spoke::config::Stats>,
+}
+
+impl Seed {
+    fn streams(&self) -> usize {
+        self.stats.active_streams.load(Ordering::Relaxed)
+    }
+}
+
+async fn seed() -> anyhow::Result<Seed> {
+    let fleet = Fleet::start().await?;
+    let kube = fleet.kube("cluster1").await?;
+    let config = fleet.spoke_config("cluster1", Some(&kube))?;
+    let stats = config.stats.clone();
+    let spoke = fleet.start_spoke(config);
+    eventually("cluster1 registered", WAIT, || async {
+        fleet.cluster("cluster1").await.ok()?.map(|_| ())
+    })
+    .await?;
+    fleet.cli(&["accept", "cluster1"]).await?;
+    fleet
+        .wait_available("cluster1", ConditionStatus::True, WAIT)
+        .await?;
+    let rules = fleet.nats.dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list, watch]\n",
+    )?;
+    fleet
+        .cli(&[
+            "create",
+            "msa",
+            "dep",
+            "--cluster",
+            "cluster1",
+            "--rules-file",
+            rules.to_str().unwrap(),
+        ])
+        .await?;
+    eventually("dep token", WAIT, || async {
+        fleet
+            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
+            .await
+            .ok()
+    })
+    .await?;
+    fleet
+        .cli(&["grant", "alice", "--cluster", "cluster1", "--msa", "dep"])
+        .await?;
+    Ok(Seed {
+        fleet,
+        kube,
+        spoke,
+        stats,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
+    let seed = seed().await?;
+    let (fleet, kube) = (&seed.fleet, &seed.kube);
+    let out = as_user(
+        fleet,
+        "alice",
+        &[
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--",
+            "get",
+            "deployments",
+            "-A",
+        ],
+    )
+    .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
+    let out = as_user(
+        fleet,
+        "alice",
+        &[
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--",
+            "get",
+            "pods",
+            "-A",
+        ],
+    )
+    .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), FORBIDDEN);
+
+    // The interactive mode, through its prompt.
+    let mut child = as_user(
+        fleet,
+        "alice",
+        &[
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "-i",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"get deployments -A\nget pods -A\nexit\n")?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("Please enter the kubectl command and use \"exit\" to quit the interactive mode\nkubectl> "), "{stdout}");
+    assert_eq!(stdout.matches("kubectl> ").count(), 3);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(FORBIDDEN));
+    assert!(out.status.success());
+
+    // A watch delivers what happens after it started.
+    let mut watch = as_user(
+        fleet,
+        "alice",
+        &[
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--",
+            "get",
+            "configmaps",
+            "-n",
+            "default",
+            "-w",
+            "-o",
+            "name",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()?;
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let admin = kube.admin_client().await?;
+    let cm = |name: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(admin, "default")
+        .create(&PostParams::default(), &cm("after-watch"))
+        .await?;
+    let seen = eventually("the watch event", WAIT, || {
+        let got = lines.try_iter().find(|l| l.contains("after-watch"));
+        async move { got }
+    })
+    .await?;
+    assert_eq!(seen, "configmap/after-watch");
+    watch.kill()?;
+    watch.wait()?;
+    // The killed client sent no cancel: the spoke notices the silence after the idle timeout.
+    let idle = fleetbus_schema::tunnel::IDLE_TIMEOUT + Duration::from_secs(10);
+    eventually("streams freed after the watch ended", idle, || async {
+        (seed.streams() == 0).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+async fn tunnel_as(fleet: &Fleet, user: &str) -> anyhow::Result<(HubClient, Tunnel)> {
+    let hub = HubClient::connect(&fleet.flags_for(user)?).await?;
+    let tunnel = Tunnel::new(
+        hub.nats().clone(),
+        hub.subjects().clone(),
+        ClusterName::new("cluster1")?,
+    );
+    Ok((hub, tunnel))
+}
+
+fn get(path: &str, token: &str) -> http::request::Parts {
+    let request = http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    request.into_parts().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::Result<()> {
+    let seed = seed().await?;
+    let (fleet, kube) = (&seed.fleet, &seed.kube);
+    let admin = kube.admin_client().await?;
+    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
+    for i in 0..21 {
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("blob".to_owned(), format!("{i:04}").repeat(250_000));
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("big-{i}")),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        configmaps.create(&PostParams::default(), &cm).await?;
+    }
+    let path = "/api/v1/namespaces/default/configmaps";
+    let direct = admin
+        .request_text(
+            http::Request::get(path)
+                .header("accept", "application/json")
+                .body(Vec::new())?,
+        )
+        .await?;
+    assert!(direct.len() >= 20_000_000, "{}", direct.len());
+
+    let (_hub, tunnel) = tunnel_as(fleet, "admin").await?;
+    let response = tunnel
+        .request(&get(path, &kube.admin_token), Bytes::new(), "test-big-list")
+        .await?;
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await?.to_bytes();
+    assert!(
+        body == direct.as_bytes(),
+        "tunnel body differs ({} vs {} bytes)",
+        body.len(),
+        direct.len()
+    );
+
+    // A slow reader: the spoke waits for credit; nothing is lost.
+    let response = tunnel
+        .request(&get(path, &kube.admin_token), Bytes::new(), "test-slow")
+        .await?;
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            received.extend_from_slice(&data);
+            if received.len() < 8_000_000 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(received == direct.as_bytes());
+
+    // Cancelled mid-body: the stream is freed on the spoke.
+    let response = tunnel
+        .request(&get(path, &kube.admin_token), Bytes::new(), "test-cancel")
+        .await?;
+    let mut body = response.into_body();
+    let _first = body.frame().await;
+    assert!(seed.streams() >= 1);
+    drop(body);
+    eventually("the cancelled stream freed", WAIT, || async {
+        (seed.streams() == 0).then_some(())
+    })
+    .await?;
+
+    // The request id is the Audit-ID in the member cluster's own audit log (and, from
+    // Kubernetes 1.21 on, in the response).
+    let id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    let response = tunnel
+        .request(&get("/api", &kube.admin_token), Bytes::new(), id)
+        .await?;
+    if let Some(echo) = response.headers().get("audit-id") {
+        assert_eq!(echo, id);
+    }
+    eventually("the id in the apiserver's audit log", WAIT, || async {
+        std::fs::read_to_string(&kube.audit_log)
+            .ok()?
+            .contains(&format!("\"auditID\":\"{id}\""))
+            .then_some(())
+    })
+    .await?;
+
+    // Offline: a clear error at once, not a hang.
+    seed.spoke.stop().await?;
+    let started = Instant::now();
+    let err = tunnel
+        .request(&get("/api", &kube.admin_token), Bytes::new(), "offline")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TunnelError::Offline(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "cluster cluster1 is not connected to the hub"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let health = as_user(
+        fleet,
+        "admin",
+        &["proxy", "health", "--cluster", "cluster1"],
+    )
+    .output()?;
+    assert!(!health.status.success());
+    assert!(String::from_utf8_lossy(&health.stdout).contains("unreachable"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
+    let seed = seed().await?;
+    let fleet = &seed.fleet;
+    // Through the CLI: bob has no grant.
+    let out = as_user(
+        fleet,
+        "bob",
+        &[
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--",
+            "get",
+            "ns",
+        ],
+    )
+    .output()?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: user bob is not granted managed service account dep on cluster cluster1"
+    );
+
+    // Server-enforced: bob's own connection may not publish to the tunnel subjects.
+    let bob = Identity::User(UserName::new("bob")?);
+    let mut observed = fleet
+        .nats
+        .observed(&fleet.nats.tls_for(&bob)?, &bob)
+        .await?;
+    let c1 = ClusterName::new("cluster1")?;
+    observed
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .await?;
+    observed
+        .publish_refused(fleet.nats.subjects.kapi_stream(&c1, "r", "s"))
+        .await?;
+
+    // Alice may, and loses it when revoked.
+    let (_hub, tunnel) = tunnel_as(fleet, "alice").await?;
+    let ok = tunnel
+        .request(&get("/healthz", "x"), Bytes::new(), "granted")
+        .await?;
+    assert_eq!(
+        ok.status(),
+        401,
+        "the apiserver itself judges the bogus token"
+    );
+    fleet
+        .cli(&["revoke", "alice", "--cluster", "cluster1", "--msa", "dep"])
+        .await?;
+    let alice = Identity::User(UserName::new("alice")?);
+    let mut observed = fleet
+        .nats
+        .observed(&fleet.nats.tls_for(&alice)?, &alice)
+        .await?;
+    observed
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .await?;
+    Ok(())
+}
