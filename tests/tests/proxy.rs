@@ -448,3 +448,27 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apiserver_with_an_unexpected_ca_is_a_clear_error() -> anyhow::Result<()> {
+    let fleet = Fleet::start().await?;
+    let kube = fleet.kube("cluster1").await?;
+    // The spoke's kubeconfig names another CA than the one that signed the apiserver.
+    let (other, _) = fleetbus_nats::pki::Ca::generate("not the apiserver's CA", Duration::from_secs(3600))?;
+    let forged = KubeServer::kubeconfig_for(&kube.url, other.cert_pem(), &kube.admin_token, "admin");
+    let path = fleet.nats.dir.path().join("wrong-ca.kubeconfig");
+    std::fs::write(&path, forged)?;
+    let mut config = fleet.spoke_config("cluster1", None)?;
+    config.kubeconfig = Some(path);
+    let _spoke = fleet.start_spoke(config);
+    eventually("cluster1 registered", WAIT, || async { fleet.cluster("cluster1").await.ok()?.map(|_| ()) }).await?;
+    fleet.cli(&["accept", "cluster1"]).await?;
+    fleet.wait_available("cluster1", ConditionStatus::False, WAIT).await?;
+    let (_hub, tunnel) = tunnel_as(&fleet, "admin").await?;
+    for _ in 0..2 {
+        let err = tunnel.request(&get("/api", &kube.admin_token), Bytes::new(), "wrong-ca").await.unwrap_err();
+        assert_eq!(err.status(), 502, "{err}");
+        assert!(err.to_string().contains("cannot reach the kube-apiserver") && err.to_string().contains("certificate"), "{err}");
+    }
+    Ok(())
+}

@@ -158,10 +158,15 @@ impl KubeServer {
 
     /// A kubeconfig for this server authenticating with `token`.
     pub fn kubeconfig_yaml(&self, token: &str, user: &str) -> String {
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        Self::kubeconfig_for(&self.url, &self.ca_pem, token, user)
+    }
+
+    /// A kubeconfig for any apiserver URL and CA bundle.
+    pub fn kubeconfig_for(url: &str, ca_pem: &str, token: &str, user: &str) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: local\n  context:\n    cluster: local\n    user: {user}\ncurrent-context: local\n",
-            self.url
+            url
         )
     }
 
