@@ -101,6 +101,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ProxyCommand,
     },
+    /// Read the audit stream.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run a hub with two spokes and two kube-apiservers on this machine.
     LocalUp(crate::local::up::LocalUpArgs),
 }
@@ -150,6 +156,38 @@ pub enum ProxyCommand {
         #[arg(long)]
         cluster: Option<String>,
         /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+}
+
+/// `fleetbus audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Replay events and follow new ones, one line each.
+    Tail {
+        /// Only events about this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only events by this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this kind (`proxy`) or type (`proxy.request`, `cluster.accept`, `token.read`).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Start this long ago (`1h`); default: everything kept.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+        /// Without --follow: stop after this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Keep following new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// `text` or `json` (one object per line).
+        #[arg(short, long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+        /// NATS connection (an auditor certificate).
         #[command(flatten)]
         hub: HubFlags,
     },

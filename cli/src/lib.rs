@@ -3,6 +3,7 @@
 //!
 //! Must not depend on hub or spoke internals.
 
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod clusters;
@@ -21,7 +22,9 @@ use fleetbus_schema::v1::{Grant, ManagedServiceAccount};
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, CreateCommand, DeleteCommand, GetCommand, ProxyCommand};
+use crate::cli::{
+    AuditCommand, Cli, Command, CreateCommand, DeleteCommand, GetCommand, ProxyCommand,
+};
 
 /// Runs one command, writing its output to `out`; the exit code is kubectl's for
 /// `proxy kubectl`, success otherwise.
@@ -116,6 +119,30 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             command: ProxyCommand::Health { cluster, hub },
         } => proxy::commands::health(&hub, cluster.as_deref(), out).await,
         Command::LocalUp(args) => done(local::up::run(args, out).await),
+        Command::Audit {
+            command:
+                AuditCommand::Tail {
+                    cluster,
+                    user,
+                    kind,
+                    since,
+                    limit,
+                    follow,
+                    output,
+                    hub,
+                },
+        } => {
+            let options = audit::TailOptions {
+                cluster,
+                user,
+                kind,
+                since,
+                limit,
+                follow,
+                json: output == "json",
+            };
+            done(audit::tail(&hub, options, out).await)
+        }
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
+use fleetbus_nats::audit::Auditor;
 use fleetbus_nats::system;
 use fleetbus_schema::v1::{
-    Acceptance, Cluster, ClusterList, ClusterNames, Empty, Grant, ManagedServiceAccount,
-    MsaListRequest, MsaRef, WhoAmIReply,
+    Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, Empty, Grant,
+    ManagedServiceAccount, MsaListRequest, MsaRef, WhoAmIReply,
 };
 use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
 use futures::StreamExt;
@@ -39,6 +40,8 @@ pub struct Api {
     pub subjects: Subjects,
     /// Users with admin rights.
     pub admins: Vec<UserName>,
+    /// Audit events.
+    pub audit: Auditor,
 }
 
 impl Api {
@@ -79,10 +82,12 @@ impl Api {
     }
 
     async fn handle(&self, endpoint: ApiEndpoint, request: service::Request) {
+        let started = std::time::Instant::now();
         let subject = request.message.subject.to_string();
-        let result = match self.subjects.api_caller(&subject) {
+        let caller = self.subjects.api_caller(&subject);
+        let result = match &caller {
             Some(caller) => {
-                self.dispatch(endpoint, &caller, &subject, &request.message.payload)
+                self.dispatch(endpoint, caller, &subject, &request.message.payload)
                     .await
             }
             None => Err(ApiError::bad_request("no caller in subject")),
@@ -93,6 +98,30 @@ impl Api {
                 tracing::info!(endpoint = %endpoint.name(), %subject, code = e.code, error = %e, "api call refused")
             }
         }
+        let (kind, action) = endpoint.audit_type();
+        let (cluster, object) = crate::audit_object::describe(endpoint, &request.message.payload);
+        let (outcome, code, message) = match &result {
+            Ok(_) => ("success", 200, String::new()),
+            Err(e) if e.code == 403 => ("denied", 403, e.message.clone()),
+            Err(e) => ("failure", i32::from(e.code), e.message.clone()),
+        };
+        self.audit
+            .emit(AuditEvent {
+                actor: caller
+                    .map(|c| Identity::User(c).to_string())
+                    .unwrap_or_default(),
+                cluster,
+                kind: kind.into(),
+                action: action.into(),
+                object,
+                outcome: outcome.into(),
+                code,
+                message,
+                latency_us: started.elapsed().as_micros() as i64,
+                request_id: format!("{:032x}", rand::random::<u128>()),
+                ..Default::default()
+            })
+            .await;
         let response = result.map_err(|e| service::error::Error {
             code: e.code.into(),
             status: e.message,
@@ -238,11 +267,12 @@ impl Api {
         name: &ClusterName,
     ) -> Result<(), ApiError> {
         let signer = &self.signer;
-        let revoke = self
+        let (revoke, issued) = self
             .store
             .update(name, |current| {
                 let mut record = current.ok_or_else(|| not_registered(name))?;
                 let was_accepted = record.acceptance() == Acceptance::Accepted;
+                let mut issued = None;
                 let action = match endpoint {
                     ApiEndpoint::ClustersDelete => Action::Delete,
                     ApiEndpoint::ClustersAccept if was_accepted => Action::Keep,
@@ -253,6 +283,7 @@ impl Api {
                             })?;
                         record.certificate_pem = cert;
                         record.certificate_not_after_ms = not_after;
+                        issued = Some(not_after);
                         record.acceptance = Acceptance::Accepted as i32;
                         record.decided_by = caller.to_string();
                         record.decided_ms = now_ms();
@@ -267,9 +298,14 @@ impl Api {
                     }
                 };
                 let revoke = was_accepted && endpoint != ApiEndpoint::ClustersAccept;
-                Ok::<_, ApiError>((action, revoke))
+                Ok::<_, ApiError>((action, (revoke, issued)))
             })
             .await?;
+        if let Some(not_after) = issued {
+            self.audit
+                .emit(crate::registration::cert_event(name, "issue", not_after))
+                .await;
+        }
         tracing::info!(cluster = %name, by = %caller, action = endpoint.tokens().1, "cluster decision");
         if revoke {
             self.liveness.disconnected(name);

@@ -42,6 +42,12 @@ pub struct Args {
     /// JetStream replicas for hub state (3 on a 3-node NATS cluster).
     #[arg(long, env = "FLEETBUS_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// How long the audit stream keeps events.
+    #[arg(long, env = "FLEETBUS_AUDIT_MAX_AGE", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub audit_max_age: Duration,
+    /// Most bytes the audit stream keeps (oldest events go first).
+    #[arg(long, env = "FLEETBUS_AUDIT_MAX_BYTES", default_value_t = 1 << 30)]
+    pub audit_max_bytes: i64,
     /// Log format.
     #[arg(long, env = "FLEETBUS_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
@@ -64,6 +70,10 @@ pub struct Config {
     pub lease_timeout: Duration,
     /// JetStream replicas.
     pub replicas: usize,
+    /// Audit stream age limit.
+    pub audit_max_age: Duration,
+    /// Audit stream size limit.
+    pub audit_max_bytes: i64,
 }
 
 impl Args {
@@ -88,6 +98,8 @@ impl Args {
             spoke_cert_validity: self.spoke_cert_validity,
             lease_timeout: self.lease_timeout,
             replicas: self.replicas,
+            audit_max_age: self.audit_max_age,
+            audit_max_bytes: self.audit_max_bytes,
         })
     }
 }
@@ -103,6 +115,8 @@ impl Config {
             spoke_cert_validity: Duration::from_secs(30 * 86_400),
             lease_timeout: Duration::from_secs(3),
             replicas: 1,
+            audit_max_age: Duration::from_secs(90 * 86_400),
+            audit_max_bytes: 1 << 30,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Must not depend on the spoke or on Kubernetes.
 
 pub mod api;
+pub mod audit_object;
 pub mod authz;
 pub mod config;
 pub mod error;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::ConnectOptions;
+use fleetbus_nats::audit::{self as audit_events, Auditor};
 use fleetbus_nats::callout::Callout;
 use fleetbus_nats::connect::{self, connect_retrying};
 use fleetbus_nats::server::AuthKeys;
@@ -113,8 +115,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     else {
         return Ok(());
     };
+    let audit = Auditor::new(client.clone(), subjects.clone(), &Identity::Hub);
     let secrets_key = secrets::load_key(&config.pki.secrets_key())?;
-    let Some((store, msa)) = open_state(&client, &config, secrets_key, &shutdown).await else {
+    let Some((store, msa)) = open_state(&client, &config, secrets_key, &audit, &shutdown).await
+    else {
         return Ok(());
     };
     let _ = authz_slot.set(authz::AuthzState {
@@ -131,6 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         sys: sys.clone(),
         subjects: subjects.clone(),
         admins: config.admins.clone(),
+        audit: audit.clone(),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
     let serve = |topic, name| {
@@ -149,18 +154,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             client.clone(),
             store.clone(),
             signer.clone(),
+            audit.clone(),
             subjects.clone(),
             t.clone(),
             s.clone(),
         ),
     ));
     let (c, sub, topic, tr, sd, name) = serve(HubTopic::Renew, "renew");
-    let renewals = (store.clone(), signer);
+    let renewals = (store.clone(), signer, audit.clone());
     tracker.spawn(log_exit(
         name,
         spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, request| {
-            let (store, signer) = renewals.clone();
-            async move { registration::renew(&store, &signer, &cluster, request).await }
+            let (store, signer, audit) = renewals.clone();
+            async move {
+                let reply = registration::renew(&store, &signer, &cluster, request).await?;
+                let not_after = fleetbus_nats::pki::inspect(&reply.certificate_pem)
+                    .map_or(0, |i| i.not_after_ms);
+                audit
+                    .emit(registration::cert_event(&cluster, "rotate", not_after))
+                    .await;
+                Ok(reply)
+            }
         }),
     ));
     let (c, sub, topic, tr, sd, name) = serve(HubTopic::Token, "token reports");
@@ -216,6 +230,7 @@ async fn open_state(
     client: &async_nats::Client,
     config: &Config,
     secrets_key: [u8; 32],
+    audit: &Auditor,
     shutdown: &CancellationToken,
 ) -> Option<(ClusterStore, msa::MsaService)> {
     let js = async_nats::jetstream::new(client.clone());
@@ -231,7 +246,17 @@ async fn open_state(
             clusters: clusters.clone(),
             client: client.clone(),
             subjects: s.clone(),
+            audit: audit.clone(),
         };
+        audit_events::ensure_stream(
+            &js,
+            s,
+            config.audit_max_age,
+            config.audit_max_bytes,
+            replicas,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("audit stream: {e}"))?;
         anyhow::Ok((clusters, service))
     };
     let mut attempt = 0;

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use fleetbus_schema::v1::{
-    Condition, ConditionStatus, DesiredState, Grant, GrantList, ManagedServiceAccount, MsaList,
-    MsaStatus, PolicyRule, TokenReply, TokenReport, TokenReportAck, TokenSecret,
+    AuditEvent, Condition, ConditionStatus, DesiredState, Grant, GrantList, ManagedServiceAccount,
+    MsaList, MsaStatus, PolicyRule, TokenReply, TokenReport, TokenReportAck, TokenSecret,
 };
 use fleetbus_schema::{ClusterName, Subjects, UserName};
 use prost::Message;
@@ -40,6 +40,8 @@ pub struct MsaService {
     pub client: async_nats::Client,
     /// Subjects of this fleet.
     pub subjects: Subjects,
+    /// Audit events.
+    pub audit: fleetbus_nats::audit::Auditor,
 }
 
 fn key(cluster: &str, name: &str) -> String {
@@ -306,6 +308,7 @@ impl MsaService {
                 })?;
             }
         }
+        let mut first = false;
         self.msas
             .update(&k, |current| {
                 let Some(mut msa) = current else {
@@ -315,6 +318,7 @@ impl MsaService {
                     )));
                 };
                 let status = msa.status.get_or_insert_with(MsaStatus::default);
+                first = status.last_refresh_ms == 0;
                 status.observed_generation = report.generation;
                 if ok {
                     status.expiration_ms = report.expiration_ms;
@@ -359,6 +363,26 @@ impl MsaService {
         } else {
             tracing::warn!(%cluster, msa = %report.name, reason = %report.error_reason, message = %report.error_message, "token report failed");
         }
+        self.audit
+            .emit(AuditEvent {
+                actor: fleetbus_schema::Identity::Spoke(cluster.clone()).to_string(),
+                cluster: cluster.to_string(),
+                kind: "token".into(),
+                action: if first { "issue" } else { "refresh" }.into(),
+                object: format!("msa/{}", report.name),
+                outcome: if ok { "success" } else { "failure" }.into(),
+                code: if ok { 200 } else { 500 },
+                message: if ok {
+                    format!(
+                        "expires {}",
+                        fleetbus_nats::audit::rfc3339(report.expiration_ms)
+                    )
+                } else {
+                    report.error_message.clone()
+                },
+                ..Default::default()
+            })
+            .await;
         Ok(TokenReportAck {})
     }
 
@@ -375,6 +399,18 @@ impl MsaService {
                     Err(e) => return Err(e),
                 }
                 tracing::info!(cluster = %msa.cluster, msa = %msa.name, "msa expired (ttlSecondsAfterCreation)");
+                self.audit
+                    .emit(AuditEvent {
+                        actor: fleetbus_schema::Identity::Hub.to_string(),
+                        cluster: msa.cluster.clone(),
+                        kind: "msa".into(),
+                        action: "expire".into(),
+                        object: format!("msa/{}", msa.name),
+                        outcome: "success".into(),
+                        code: 200,
+                        ..Default::default()
+                    })
+                    .await;
             }
         }
         Ok(deleted)

@@ -12,6 +12,9 @@ use fleetbus_schema::v1::{
 };
 use fleetbus_schema::{ClusterName, Identity};
 
+use fleetbus_nats::audit::Auditor;
+use fleetbus_schema::v1::AuditEvent;
+
 use crate::error::ApiError;
 use crate::store::{Action, ClusterStore, StoreError};
 
@@ -41,8 +44,13 @@ impl Signer {
     }
 }
 
-/// Handles one join request.
-pub async fn join(store: &ClusterStore, signer: &Arc<Signer>, request: JoinRequest) -> JoinReply {
+/// Handles one join request; sets `created` when it registered a new cluster.
+pub async fn join(
+    store: &ClusterStore,
+    signer: &Arc<Signer>,
+    request: JoinRequest,
+    created: &mut bool,
+) -> JoinReply {
     let reply = |status: JoinStatus, message: String| JoinReply {
         status: status as i32,
         message,
@@ -60,6 +68,7 @@ pub async fn join(store: &ClusterStore, signer: &Arc<Signer>, request: JoinReque
     let now = now_ms();
     let outcome = store
         .update(&name, |current| -> Result<_, StoreError> {
+            *created = false;
             let Some(mut record) = current else {
                 let record = ClusterRecord {
                     name: name.to_string(),
@@ -70,6 +79,7 @@ pub async fn join(store: &ClusterStore, signer: &Arc<Signer>, request: JoinReque
                     created_ms: now,
                     ..Default::default()
                 };
+                *created = true;
                 return Ok((Action::Put(Box::new(record.clone())), record));
             };
             if record.key_fingerprint != fingerprint {
@@ -198,6 +208,40 @@ pub async fn renew(
         .await
 }
 
+/// The audit event of a join request.
+fn join_event(cluster: &str, reply: &JoinReply) -> AuditEvent {
+    let rejected = reply.status() == JoinStatus::Rejected;
+    AuditEvent {
+        actor: Identity::Bootstrap.to_string(),
+        cluster: cluster.to_owned(),
+        kind: "join".into(),
+        action: "request".into(),
+        object: format!("cluster/{cluster}"),
+        outcome: if rejected { "failure" } else { "success" }.into(),
+        code: if rejected { 400 } else { 202 },
+        message: reply.message.clone(),
+        ..Default::default()
+    }
+}
+
+/// The audit event of a certificate the hub signed for a spoke.
+pub fn cert_event(cluster: &ClusterName, action: &str, not_after_ms: i64) -> AuditEvent {
+    AuditEvent {
+        actor: Identity::Hub.to_string(),
+        cluster: cluster.to_string(),
+        kind: "cert".into(),
+        action: action.into(),
+        object: Identity::Spoke(cluster.clone()).to_string(),
+        outcome: "success".into(),
+        code: 200,
+        message: format!(
+            "valid until {}",
+            fleetbus_nats::audit::rfc3339(not_after_ms)
+        ),
+        ..Default::default()
+    }
+}
+
 /// 404 for a cluster that never asked to join.
 pub fn not_registered(name: &ClusterName) -> ApiError {
     ApiError::not_found(format!("cluster {name} has not asked to join"))
@@ -215,6 +259,7 @@ pub async fn serve_join(
     client: async_nats::Client,
     store: ClusterStore,
     signer: Arc<Signer>,
+    audit: Auditor,
     subjects: fleetbus_schema::Subjects,
     tracker: tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
@@ -232,22 +277,30 @@ pub async fn serve_join(
         let Some(reply_to) = msg.reply.clone() else {
             continue;
         };
-        let (client, store, signer) = (client.clone(), store.clone(), signer.clone());
+        let (client, store, signer, audit) =
+            (client.clone(), store.clone(), signer.clone(), audit.clone());
         tracker.spawn(async move {
             let reply = match fleetbus_schema::decode::<JoinRequest>(&msg.subject, &msg.payload) {
                 Ok(request) => {
                     let cluster = request.cluster_name.clone();
-                    let reply = join(&store, &signer, request).await;
+                    let mut created = false;
+                    let reply = join(&store, &signer, request, &mut created).await;
                     tracing::info!(%cluster, status = ?reply.status(), "join request");
+                    // One event per registration or refusal, not per poll of a pending spoke.
+                    if created || reply.status() == JoinStatus::Rejected {
+                        audit.emit(join_event(&cluster, &reply)).await;
+                    }
                     reply
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "rejected join request");
-                    JoinReply {
+                    let reply = JoinReply {
                         status: JoinStatus::Rejected as i32,
                         message: e.to_string(),
                         certificate_pem: String::new(),
-                    }
+                    };
+                    audit.emit(join_event("", &reply)).await;
+                    reply
                 }
             };
             crate::error::respond(&client, reply_to, Ok(reply.encode_to_vec().into())).await;

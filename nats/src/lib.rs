@@ -5,6 +5,7 @@
 //!
 //! Must not depend on the hub or the spoke.
 
+pub mod audit;
 pub mod callout;
 pub mod connect;
 pub mod files;

@@ -40,6 +40,8 @@ pub fn permissions_for(
                 // random, so a spoke can only write to streams it was asked to serve.
                 subjects.inbox_all(&Identity::Hub),
                 subjects.user_inboxes_all(),
+                // Its own audit events (proxied requests) and no other cluster's.
+                subjects.audit_filter(None, Some(cluster)),
             ],
             subscribe: vec![
                 subjects.spoke_all(cluster),
@@ -62,7 +64,7 @@ pub fn permissions_for(
             }
         }
         Identity::Auditor(_) => Permissions {
-            publish: vec![],
+            publish: crate::audit::reader_permissions(subjects),
             subscribe: vec![own_inbox],
         },
     }
@@ -86,7 +88,8 @@ mod tests {
             [
                 "fleet.hub.c1.>",
                 "_INBOX.fleet.hub.>",
-                "_INBOX.fleet.user.>"
+                "_INBOX.fleet.user.>",
+                "fleet.audit.*.c1"
             ]
         );
         assert_eq!(
@@ -130,11 +133,12 @@ mod tests {
             Identity::Bootstrap,
             Identity::Spoke(ClusterName::new("c").unwrap()),
             Identity::User(UserName::new("u").unwrap()),
-            Identity::Auditor(UserName::new("a").unwrap()),
         ] {
             let p = permissions_for(&id, &s, &ProxyAccess::None);
             for subject in p.publish.iter().chain(&p.subscribe) {
-                assert!(!subject.contains('*'), "{id}: {subject}");
+                // The one wildcard: a spoke may emit any kind of audit event about itself.
+                let own_audit = subject == "fleet.audit.*.c";
+                assert!(own_audit || !subject.contains('*'), "{id}: {subject}");
                 assert_ne!(subject, ">");
             }
         }

@@ -102,6 +102,24 @@ impl ApiEndpoint {
         format!("{resource}-{verb}")
     }
 
+    /// The audit event kind and action of a call (`("cluster", "accept")`).
+    pub fn audit_type(self) -> (&'static str, &'static str) {
+        match self {
+            Self::WhoAmI => ("api", "whoami"),
+            Self::ClustersList => ("cluster", "list"),
+            Self::ClustersAccept => ("cluster", "accept"),
+            Self::ClustersDeny => ("cluster", "deny"),
+            Self::ClustersDelete => ("cluster", "delete"),
+            Self::MsaCreate => ("msa", "create"),
+            Self::MsaList => ("msa", "list"),
+            Self::MsaDelete => ("msa", "delete"),
+            Self::TokenGet => ("token", "read"),
+            Self::GrantCreate => ("grant", "create"),
+            Self::GrantDelete => ("grant", "revoke"),
+            Self::GrantList => ("grant", "list"),
+        }
+    }
+
     /// Whether only admins may call it.
     pub fn admin_only(self) -> bool {
         !matches!(self, Self::WhoAmI | Self::ClustersList | Self::TokenGet)
@@ -196,6 +214,35 @@ impl Subjects {
         format!("_INBOX.{}.user.>", self.prefix)
     }
 
+    /// An audit event of `kind` about `cluster` (`_` when there is none).
+    pub fn audit(&self, kind: &str, cluster: Option<&ClusterName>) -> String {
+        format!(
+            "{}.audit.{kind}.{}",
+            self.prefix,
+            cluster.map_or("_", ClusterName::as_str)
+        )
+    }
+
+    /// Every audit event (the audit stream's subject).
+    pub fn audit_all(&self) -> String {
+        format!("{}.audit.>", self.prefix)
+    }
+
+    /// Audit events of one kind, or about one cluster, or both (`None`: any).
+    pub fn audit_filter(&self, kind: Option<&str>, cluster: Option<&ClusterName>) -> String {
+        format!(
+            "{}.audit.{}.{}",
+            self.prefix,
+            kind.unwrap_or("*"),
+            cluster.map_or("*", ClusterName::as_str)
+        )
+    }
+
+    /// The JetStream stream that keeps audit events.
+    pub fn audit_stream(&self) -> String {
+        format!("{}-audit", self.prefix)
+    }
+
     /// A hub API call by `user`.
     pub fn api(&self, user: &UserName, endpoint: ApiEndpoint) -> String {
         let (resource, verb) = endpoint.tokens();
@@ -231,6 +278,15 @@ impl Subjects {
             Some(name) => format!("_INBOX.{}.{}.{name}", self.prefix, identity.kind()),
             None => format!("_INBOX.{}.{}", self.prefix, identity.kind()),
         }
+    }
+
+    /// The user whose private inbox `subject` is in (only that user can read it).
+    pub fn inbox_user(&self, subject: &str) -> Option<UserName> {
+        let rest = subject
+            .strip_prefix("_INBOX.")?
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".user.")?;
+        UserName::new(rest.split('.').next()?).ok()
     }
 
     /// Everything under `identity`'s inbox prefix.
@@ -333,6 +389,12 @@ mod tests {
             (s.hub(&c("c1"), HubTopic::Sync), "fleet.hub.c1.sync"),
             (s.spoke_changed(&c("c1")), "fleet.spoke.c1.changed"),
             (s.kapi_open(&c("c1")), "fleet.kapi.c1.open"),
+            (s.audit("proxy", Some(&c("c1"))), "fleet.audit.proxy.c1"),
+            (s.audit("api", None), "fleet.audit.api._"),
+            (s.audit_all(), "fleet.audit.>"),
+            (s.audit_filter(None, Some(&c("c1"))), "fleet.audit.*.c1"),
+            (s.audit_filter(Some("proxy"), None), "fleet.audit.proxy.*"),
+            (s.audit_stream(), "fleet-audit"),
             (s.kapi_stream(&c("c1"), "r1", "s1"), "fleet.kapi.c1.s.r1.s1"),
             (s.kapi_replica_all(&c("c1"), "r1"), "fleet.kapi.c1.s.r1.>"),
             (s.kapi_cluster_all(&c("c1")), "fleet.kapi.c1.>"),
@@ -382,6 +444,12 @@ mod tests {
         assert_eq!(s.hub_sender("t1.hub.c2.heartbeat").unwrap().as_str(), "c2");
         assert!(s.api_caller("fleet.api.bob.clusters.list").is_none());
         assert!(s.hub_sender("t1.hub.*.heartbeat").is_none());
+        assert_eq!(
+            s.inbox_user("_INBOX.t1.user.alice.abc.1").unwrap().as_str(),
+            "alice"
+        );
+        assert!(s.inbox_user("_INBOX.t1.spoke.c1.abc").is_none());
+        assert!(s.inbox_user("_INBOX.other.user.alice.x").is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const REQUEST_ID: &str = "Fb-Request-Id";
 pub const METHOD: &str = "Fb-Method";
 /// Path and query (open).
 pub const PATH: &str = "Fb-Path";
+/// The managed service account whose token the client sends (open; informational, for audit).
+pub const SERVICE_ACCOUNT: &str = "Fb-Service-Account";
 /// `inline` or `stream` (open).
 pub const BODY: &str = "Fb-Body";
 /// HTTP status (head).

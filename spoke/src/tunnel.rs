@@ -38,6 +38,9 @@ pub async fn serve(
         }
     };
     let replica = format!("{:016x}", rand::random::<u64>());
+    let identity = fleetbus_schema::Identity::Spoke(config.cluster.clone());
+    let audit =
+        fleetbus_nats::audit::Auditor::new(client.clone(), config.subjects.clone(), &identity);
     let subjects = &config.subjects;
     let opens = client
         .queue_subscribe(subjects.kapi_open(&config.cluster), "fleetbus-spoke".into())
@@ -69,9 +72,13 @@ pub async fn serve(
                 let stream = format!("{:016x}", rand::random::<u64>());
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                 lock(&routes).insert(stream.clone(), tx);
+                let actor = subjects.inbox_user(&reply).map_or_else(|| "unknown".to_owned(), |u| fleetbus_schema::Identity::User(u).to_string());
                 let ctx = StreamContext {
                     client: client.clone(),
                     upstream: upstream.clone(),
+                    audit: audit.clone(),
+                    cluster: config.cluster.to_string(),
+                    actor,
                     reply,
                     upstream_subject: subjects.kapi_stream(&config.cluster, &replica, &stream),
                     stop: stop.child_token(),

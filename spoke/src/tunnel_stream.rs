@@ -28,6 +28,29 @@ pub struct StreamContext {
     pub upstream_subject: String,
     /// Fires on shutdown.
     pub stop: CancellationToken,
+    /// Audit events.
+    pub audit: fleetbus_nats::audit::Auditor,
+    /// This cluster.
+    pub cluster: String,
+    /// Who reads the response: the user whose private inbox the reply goes to.
+    pub actor: String,
+}
+
+/// How a stream ended, for the audit event.
+struct Outcome {
+    code: u16,
+    bytes: u64,
+    message: String,
+}
+
+impl Outcome {
+    fn failed(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            bytes: 0,
+            message: message.into(),
+        }
+    }
 }
 
 /// Publishes frames to the client in sequence.
@@ -64,6 +87,11 @@ impl Out {
             .await
     }
 
+    async fn fail(&mut self, code: u16, message: String) -> Outcome {
+        self.error(code, &message).await;
+        Outcome::failed(code, message)
+    }
+
     async fn error(&mut self, code: u16, message: &str) {
         let headers = frames::error_headers(self.seq, code, message);
         self.seq += 1;
@@ -74,9 +102,48 @@ impl Out {
     }
 }
 
-/// Serves one stream to its end.
-pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Receiver<Frame>) {
+/// Serves one stream to its end and records it as an audit event.
+pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiver<Frame>) {
     let started = Instant::now();
+    let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
+    let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
+    let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
+    let service_account = open
+        .header(tunnel::SERVICE_ACCOUNT)
+        .unwrap_or("")
+        .to_owned();
+    let outcome = run_stream(&ctx, open, inbound).await;
+    let latency = started.elapsed();
+    tracing::info!(%method, %path, status = outcome.code, bytes = outcome.bytes, latency_ms = latency.as_millis() as u64, request_id = %request_id, "proxied request");
+    let result = match outcome.code {
+        200..=399 => "success",
+        401 | 403 => "denied",
+        _ => "failure",
+    };
+    ctx.audit
+        .emit(fleetbus_schema::v1::AuditEvent {
+            actor: ctx.actor.clone(),
+            cluster: ctx.cluster.clone(),
+            kind: "proxy".into(),
+            action: "request".into(),
+            object: format!("{method} {path}"),
+            outcome: result.into(),
+            code: i32::from(outcome.code),
+            message: outcome.message,
+            latency_us: latency.as_micros() as i64,
+            request_id,
+            service_account,
+            bytes: outcome.bytes as i64,
+            ..Default::default()
+        })
+        .await;
+}
+
+async fn run_stream(
+    ctx: &StreamContext,
+    open: Frame,
+    mut inbound: mpsc::Receiver<Frame>,
+) -> Outcome {
     let mut out = Out {
         client: ctx.client.clone(),
         reply: ctx.reply.clone(),
@@ -87,7 +154,7 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Re
     let mut ready = async_nats::HeaderMap::new();
     ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
     if seq.check(open.seq).is_err() || !out.send(ready, FrameKind::Ready, Bytes::new()).await {
-        return;
+        return Outcome::failed(400, "bad open frame");
     }
     let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
     let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
@@ -95,14 +162,14 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Re
     let body = if open.header(tunnel::BODY) == Ok("stream") {
         match receive_body(&mut inbound, &mut seq, &ctx.stop).await {
             Ok(body) => body,
-            Err((code, message)) => return out.error(code, &message).await,
+            Err((code, message)) => return out.fail(code, message).await,
         }
     } else {
         open.payload.clone()
     };
     let request = match build_request(&open, &method, &path, &request_id, body) {
         Ok(request) => request,
-        Err(message) => return out.error(400, &message).await,
+        Err(message) => return out.fail(400, message).await,
     };
     // Wait for the apiserver, but not past a cancel or a silent client.
     let send = ctx.upstream.send(request);
@@ -110,45 +177,38 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, mut inbound: mpsc::Re
     let mut last_client = Instant::now();
     let response = loop {
         tokio::select! {
-            () = ctx.stop.cancelled() => return out.error(503, "the spoke is shutting down").await,
+            () = ctx.stop.cancelled() => return out.fail(503, "the spoke is shutting down".into()).await,
             result = &mut send => break result,
             frame = inbound.recv() => match control(frame, &mut seq) {
                 Ok(None) => last_client = Instant::now(),
-                Ok(Some(_)) | Err(_) => return,
+                Ok(Some(_)) | Err(_) => return Outcome::failed(499, "cancelled by the client"),
             },
-            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return,
+            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return Outcome::failed(408, "the client went silent"),
         }
     };
     let response = match response {
         Ok(response) => response,
         Err(e) => {
-            return out
-                .error(
-                    502,
-                    &format!("cannot reach the kube-apiserver: {}", error_chain(&e)),
-                )
-                .await;
+            let message = format!("cannot reach the kube-apiserver: {}", error_chain(&e));
+            return out.fail(502, message).await;
         }
     };
     let status = response.status();
     let mut head = async_nats::HeaderMap::new();
     head.insert(tunnel::STATUS, status.as_str());
     if let Err(e) = frames::put_http_headers(&mut head, response.headers()) {
-        return out.error(502, &e.to_string()).await;
+        return out.fail(502, e.to_string()).await;
     }
     if !out.send(head, FrameKind::Head, Bytes::new()).await {
-        return;
+        return Outcome::failed(499, "the client went away");
     }
-    let bytes = stream_body(
-        &ctx,
-        &mut out,
-        &mut inbound,
-        &mut seq,
-        response.into_body(),
-        last_client,
-    )
-    .await;
-    tracing::info!(%method, %path, status = status.as_u16(), bytes, latency_ms = started.elapsed().as_millis() as u64, request_id = %request_id, "proxied request");
+    let body = response.into_body();
+    let bytes = stream_body(ctx, &mut out, &mut inbound, &mut seq, body, last_client).await;
+    Outcome {
+        code: status.as_u16(),
+        bytes,
+        message: String::new(),
+    }
 }
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for

@@ -249,3 +249,33 @@ impl Fleet {
         })
     }
 }
+
+impl Fleet {
+    /// Every audit event kept so far, read as an auditor: `(ce-type, event)`.
+    pub async fn audit_events(
+        &self,
+    ) -> anyhow::Result<Vec<(String, fleetbus_schema::v1::AuditEvent)>> {
+        use futures::StreamExt;
+        let auditor = Identity::Auditor(UserName::new("audit")?);
+        let client = self.nats.connect_as(&auditor).await?;
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(self.nats.subjects.audit_stream()).await?;
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let mut all = Vec::new();
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(500), messages.next()).await
+        {
+            let message = message?;
+            let read = fleetbus_nats::audit::read(
+                &message.subject,
+                message.headers.as_ref(),
+                &message.payload,
+            )?;
+            all.push((read.ce_type, read.event));
+        }
+        Ok(all)
+    }
+}

@@ -138,6 +138,25 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
+    let event = eventually(
+        "alice's proxied request in the audit stream",
+        WAIT,
+        || async {
+            let all = fleet.audit_events().await.ok()?;
+            all.into_iter().map(|(_, e)| e).find(|e| {
+                e.kind == "proxy" && e.object.starts_with("GET /apis/apps/v1/deployments")
+            })
+        },
+    )
+    .await?;
+    assert_eq!(
+        (
+            event.actor.as_str(),
+            event.service_account.as_str(),
+            event.code
+        ),
+        ("user:alice", "dep", 200)
+    );
     let out = as_user(
         fleet,
         "alice",
@@ -348,6 +367,22 @@ async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::
     if let Some(echo) = response.headers().get("audit-id") {
         assert_eq!(echo, id);
     }
+    let event = eventually("the proxy.request audit event", WAIT, || async {
+        let all = fleet.audit_events().await.ok()?;
+        all.into_iter()
+            .map(|(_, e)| e)
+            .find(|e| e.kind == "proxy" && e.request_id == id)
+    })
+    .await?;
+    assert_eq!(
+        (
+            event.actor.as_str(),
+            event.cluster.as_str(),
+            event.object.as_str(),
+            event.code
+        ),
+        ("user:admin", "cluster1", "GET /api", 200)
+    );
     eventually("the id in the apiserver's audit log", WAIT, || async {
         std::fs::read_to_string(&kube.audit_log)
             .ok()?
@@ -454,21 +489,35 @@ async fn an_apiserver_with_an_unexpected_ca_is_a_clear_error() -> anyhow::Result
     let fleet = Fleet::start().await?;
     let kube = fleet.kube("cluster1").await?;
     // The spoke's kubeconfig names another CA than the one that signed the apiserver.
-    let (other, _) = fleetbus_nats::pki::Ca::generate("not the apiserver's CA", Duration::from_secs(3600))?;
-    let forged = KubeServer::kubeconfig_for(&kube.url, other.cert_pem(), &kube.admin_token, "admin");
+    let (other, _) =
+        fleetbus_nats::pki::Ca::generate("not the apiserver's CA", Duration::from_secs(3600))?;
+    let forged =
+        KubeServer::kubeconfig_for(&kube.url, other.cert_pem(), &kube.admin_token, "admin");
     let path = fleet.nats.dir.path().join("wrong-ca.kubeconfig");
     std::fs::write(&path, forged)?;
     let mut config = fleet.spoke_config("cluster1", None)?;
     config.kubeconfig = Some(path);
     let _spoke = fleet.start_spoke(config);
-    eventually("cluster1 registered", WAIT, || async { fleet.cluster("cluster1").await.ok()?.map(|_| ()) }).await?;
+    eventually("cluster1 registered", WAIT, || async {
+        fleet.cluster("cluster1").await.ok()?.map(|_| ())
+    })
+    .await?;
     fleet.cli(&["accept", "cluster1"]).await?;
-    fleet.wait_available("cluster1", ConditionStatus::False, WAIT).await?;
+    fleet
+        .wait_available("cluster1", ConditionStatus::False, WAIT)
+        .await?;
     let (_hub, tunnel) = tunnel_as(&fleet, "admin").await?;
     for _ in 0..2 {
-        let err = tunnel.request(&get("/api", &kube.admin_token), Bytes::new(), "wrong-ca").await.unwrap_err();
+        let err = tunnel
+            .request(&get("/api", &kube.admin_token), Bytes::new(), "wrong-ca")
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 502, "{err}");
-        assert!(err.to_string().contains("cannot reach the kube-apiserver") && err.to_string().contains("certificate"), "{err}");
+        assert!(
+            err.to_string().contains("cannot reach the kube-apiserver")
+                && err.to_string().contains("certificate"),
+            "{err}"
+        );
     }
     Ok(())
 }

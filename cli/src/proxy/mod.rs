@@ -47,7 +47,8 @@ impl Session {
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         let proxy = Arc::new(LocalProxy {
-            tunnel: Tunnel::new(hub.nats().clone(), hub.subjects().clone(), cluster.clone()),
+            tunnel: Tunnel::new(hub.nats().clone(), hub.subjects().clone(), cluster.clone())
+                .with_service_account(sa),
             token: Arc::new(RwLock::new(Some(token))),
             secret: local::new_secret(),
         });

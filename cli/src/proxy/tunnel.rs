@@ -62,6 +62,7 @@ pub struct Tunnel {
     client: async_nats::Client,
     subjects: Subjects,
     cluster: ClusterName,
+    service_account: String,
 }
 
 impl Tunnel {
@@ -71,7 +72,14 @@ impl Tunnel {
             client,
             subjects,
             cluster,
+            service_account: String::new(),
         }
+    }
+
+    /// Names the managed service account whose token the requests carry (for audit events).
+    pub fn with_service_account(mut self, name: &str) -> Self {
+        self.service_account = name.to_owned();
+        self
     }
 
     /// Sends `request` (whose body is `body`) and returns the streaming response.
@@ -96,6 +104,10 @@ impl Tunnel {
             .map_err(|e| TunnelError::Protocol(e.to_string()))?;
         open.insert(tunnel::REQUEST_ID, request_id);
         open.insert(tunnel::BODY, if inline { "inline" } else { "stream" });
+        if !self.service_account.is_empty() {
+            frames::insert(&mut open, tunnel::SERVICE_ACCOUNT, &self.service_account)
+                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        }
         frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote {
             code: 431,
             message: e.to_string(),

@@ -38,23 +38,48 @@ async fn proxy(requests: usize) -> anyhow::Result<()> {
     let kube = fleet.kube("bench").await?;
     let config = fleet.spoke_config("bench", Some(&kube))?;
     let _spoke = fleet.start_spoke(config);
-    eventually("registration", Duration::from_secs(30), || async { fleet.cluster("bench").await.ok()?.map(|_| ()) }).await?;
+    eventually("registration", Duration::from_secs(30), || async {
+        fleet.cluster("bench").await.ok()?.map(|_| ())
+    })
+    .await?;
     fleet.cli(&["accept", "bench"]).await?;
-    fleet.wait_available("bench", ConditionStatus::True, Duration::from_secs(30)).await?;
+    fleet
+        .wait_available("bench", ConditionStatus::True, Duration::from_secs(30))
+        .await?;
 
     eprintln!("creating ~20 MB of ConfigMaps ...");
     let admin = kube.admin_client().await?;
     let configmaps = Api::<ConfigMap>::namespaced(admin, "default");
     for i in 0..21 {
-        let data = std::collections::BTreeMap::from([("blob".to_owned(), format!("{i:04}").repeat(250_000))]);
-        let cm = ConfigMap { metadata: kube::api::ObjectMeta { name: Some(format!("big-{i}")), ..Default::default() }, data: Some(data), ..Default::default() };
+        let data = std::collections::BTreeMap::from([(
+            "blob".to_owned(),
+            format!("{i:04}").repeat(250_000),
+        )]);
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("big-{i}")),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
         configmaps.create(&PostParams::default(), &cm).await?;
     }
 
     let spoke_kube = fleetbus_spoke::kube::Kube::connect(Some(&kube.kubeconfig)).await?;
-    let direct = Direct { upstream: fleetbus_spoke::upstream::Upstream::new(&spoke_kube)?, token: kube.admin_token.clone() };
+    let direct = Direct {
+        upstream: fleetbus_spoke::upstream::Upstream::new(&spoke_kube)?,
+        token: kube.admin_token.clone(),
+    };
     let hub = HubClient::connect(&fleet.flags_for("admin")?).await?;
-    let tunnel = Via { tunnel: Tunnel::new(hub.nats().clone(), hub.subjects().clone(), ClusterName::new("bench")?), token: kube.admin_token.clone() };
+    let tunnel = Via {
+        tunnel: Tunnel::new(
+            hub.nats().clone(),
+            hub.subjects().clone(),
+            ClusterName::new("bench")?,
+        ),
+        token: kube.admin_token.clone(),
+    };
 
     let small = "/api/v1/namespaces/default/serviceaccounts";
     let large = "/api/v1/namespaces/default/configmaps";
@@ -68,7 +93,12 @@ async fn proxy(requests: usize) -> anyhow::Result<()> {
     println!("\nsmall GET {small}, {requests} sequential requests");
     println!("{:<10} {:>10} {:>10} {:>10}", "path", "p50", "p99", "max");
     for (name, l) in [("direct", &d), ("tunnel", &t)] {
-        println!("{name:<10} {:>10} {:>10} {:>10}", ms(l[l.len() / 2]), ms(l[l.len() * 99 / 100]), ms(l[l.len() - 1]));
+        println!(
+            "{name:<10} {:>10} {:>10} {:>10}",
+            ms(l[l.len() / 2]),
+            ms(l[l.len() * 99 / 100]),
+            ms(l[l.len() - 1])
+        );
     }
     let added = t[t.len() / 2].saturating_sub(d[d.len() / 2]);
     println!("added p50: {} (target <= 0.300 ms)", ms(added));
@@ -76,15 +106,27 @@ async fn proxy(requests: usize) -> anyhow::Result<()> {
     let rounds = 5;
     let (dbytes, dtime) = throughput(rounds, || direct.get(large)).await?;
     let (tbytes, ttime) = throughput(rounds, || tunnel.get(large)).await?;
-    let (dmbps, tmbps) = (dbytes as f64 / dtime.as_secs_f64() / 1e6, tbytes as f64 / ttime.as_secs_f64() / 1e6);
-    println!("\nLIST {large} ({:.1} MB), {rounds} rounds", dbytes as f64 / rounds as f64 / 1e6);
-    println!("direct {dmbps:>8.1} MB/s\ntunnel {tmbps:>8.1} MB/s\nratio  {:>8.2}x (target >= 0.90x; OCM's tunnel ~0.5x)", tmbps / dmbps);
+    let (dmbps, tmbps) = (
+        dbytes as f64 / dtime.as_secs_f64() / 1e6,
+        tbytes as f64 / ttime.as_secs_f64() / 1e6,
+    );
+    println!(
+        "\nLIST {large} ({:.1} MB), {rounds} rounds",
+        dbytes as f64 / rounds as f64 / 1e6
+    );
+    println!(
+        "direct {dmbps:>8.1} MB/s\ntunnel {tmbps:>8.1} MB/s\nratio  {:>8.2}x (target >= 0.90x; OCM's tunnel ~0.5x)",
+        tmbps / dmbps
+    );
 
     let concurrency = 64;
     let drps = concurrent(concurrency, requests, &|| direct.get(small)).await?;
     let trps = concurrent(concurrency, requests, &|| tunnel.get(small)).await?;
     println!("\n{concurrency} concurrent clients, {requests} small GETs");
-    println!("direct {drps:>8.0} req/s\ntunnel {trps:>8.0} req/s\nratio  {:>8.2}x", trps / drps);
+    println!(
+        "direct {drps:>8.0} req/s\ntunnel {trps:>8.0} req/s\nratio  {:>8.2}x",
+        trps / drps
+    );
     Ok(())
 }
 
@@ -104,7 +146,11 @@ impl Direct {
             .header("accept", "application/json")
             .body(Full::new(Bytes::new()))?;
         let response = self.upstream.send(request).await?;
-        anyhow::ensure!(response.status().is_success(), "direct: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "direct: {}",
+            response.status()
+        );
         Ok(response.into_body().collect().await?.to_bytes().len())
     }
 }
@@ -123,7 +169,11 @@ impl Via {
             .into_parts();
         let id = fleetbus_cli::proxy::local::request_id();
         let response = self.tunnel.request(&parts, Bytes::new(), &id).await?;
-        anyhow::ensure!(response.status().is_success(), "tunnel: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "tunnel: {}",
+            response.status()
+        );
         Ok(response.into_body().collect().await?.to_bytes().len())
     }
 }
