@@ -5,8 +5,11 @@
 //!    The request line and headers travel in NATS headers; a body that fits in one chunk is
 //!    the payload (`Fb-Body: inline`), a larger one follows as `data` frames (`Fb-Body: stream`).
 //! 2. The spoke answers on `R`: **ready** (naming its per-stream subject `U` for frames from
-//!    the client), then **head** (status and headers), **data** frames, and **end**, or an
-//!    **error** frame with a code at any point.
+//!    the client; sent at once when the request body is streamed, else only if the apiserver
+//!    takes longer than [`ACK_AFTER`]), then **head** (status, headers and
+//!    `U`), **data** frames, and **end**, or an **error** frame with a code at any point. A
+//!    short body of known length rides in the head itself (`Fb-Complete: true`): a small
+//!    request is two messages, open and head.
 //! 3. The client sends on `U`: request body **data** frames and **eof**, **credit** frames
 //!    (bytes it has passed on; the spoke never has more than [`WINDOW`] bytes unacknowledged,
 //!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
@@ -34,7 +37,9 @@ pub const SERVICE_ACCOUNT: &str = "Fb-Service-Account";
 pub const BODY: &str = "Fb-Body";
 /// HTTP status (head).
 pub const STATUS: &str = "Fb-Status";
-/// Subject for frames from the client (ready).
+/// The head carries the whole body; no data or end frames follow (head).
+pub const COMPLETE: &str = "Fb-Complete";
+/// Subject for frames from the client (ready, head).
 pub const UPSTREAM: &str = "Fb-Upstream";
 /// Bytes acknowledged (credit).
 pub const CREDIT: &str = "Fb-Credit";
@@ -49,6 +54,11 @@ pub const HTTP_HEADER_PREFIX: &str = "Fb-H-";
 pub const CHUNK: usize = 256 * 1024;
 /// Most bytes in flight per stream before the sender waits for credit.
 pub const WINDOW: usize = 4 * 1024 * 1024;
+/// A spoke whose apiserver has not answered by then sends **ready**, so the client knows the
+/// stream is alive; a client that has heard nothing for [`FIRST_FRAME_TIMEOUT`] gives up.
+pub const ACK_AFTER: Duration = Duration::from_millis(500);
+/// How long a client waits for the first frame of a stream.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keepalive period on idle streams.
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
 /// A stream silent this long is dead.

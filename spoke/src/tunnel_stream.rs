@@ -151,15 +151,22 @@ async fn run_stream(
         last: Instant::now(),
     };
     let mut seq = SeqCheck::default();
-    let mut ready = async_nats::HeaderMap::new();
-    ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
-    if seq.check(open.seq).is_err() || !out.send(ready, FrameKind::Ready, Bytes::new()).await {
-        return Outcome::failed(400, "bad open frame");
+    if seq.check(open.seq).is_err() {
+        return out.fail(400, "bad open frame".into()).await;
+    }
+    // Only a streamed request body needs the upstream subject before the response head.
+    let streamed = open.header(tunnel::BODY) == Ok("stream");
+    if streamed {
+        let mut ready = async_nats::HeaderMap::new();
+        ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
+        if !out.send(ready, FrameKind::Ready, Bytes::new()).await {
+            return Outcome::failed(499, "the client went away");
+        }
     }
     let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
     let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
     let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
-    let body = if open.header(tunnel::BODY) == Ok("stream") {
+    let body = if streamed {
         match receive_body(&mut inbound, &mut seq, &ctx.stop).await {
             Ok(body) => body,
             Err((code, message)) => return out.fail(code, message).await,
@@ -175,10 +182,31 @@ async fn run_stream(
     let send = ctx.upstream.send(request);
     tokio::pin!(send);
     let mut last_client = Instant::now();
+    // A slow apiserver: tell the client this stream is alive (ready), then keep it alive.
+    let mut acked = streamed;
+    let ack_at = Instant::now() + tunnel::ACK_AFTER;
     let response = loop {
+        let alive_at = if acked {
+            out.last + tunnel::KEEPALIVE
+        } else {
+            ack_at
+        };
         tokio::select! {
             () = ctx.stop.cancelled() => return out.fail(503, "the spoke is shutting down".into()).await,
             result = &mut send => break result,
+            () = sleep_until(alive_at.into()) => {
+                let (kind, mut headers) = if acked {
+                    (FrameKind::Keepalive, async_nats::HeaderMap::new())
+                } else {
+                    let mut h = async_nats::HeaderMap::new();
+                    h.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
+                    (FrameKind::Ready, h)
+                };
+                acked = true;
+                if !out.send(std::mem::take(&mut headers), kind, Bytes::new()).await {
+                    return Outcome::failed(499, "the client went away");
+                }
+            }
             frame = inbound.recv() => match control(frame, &mut seq) {
                 Ok(None) => last_client = Instant::now(),
                 Ok(Some(_)) | Err(_) => return Outcome::failed(499, "cancelled by the client"),
@@ -196,8 +224,32 @@ async fn run_stream(
     let status = response.status();
     let mut head = async_nats::HeaderMap::new();
     head.insert(tunnel::STATUS, status.as_str());
+    head.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
     if let Err(e) = frames::put_http_headers(&mut head, response.headers()) {
         return out.fail(502, e.to_string()).await;
+    }
+    // A small body of known length travels with the head: one message instead of three.
+    if is_small(&response) {
+        let body = match tokio::time::timeout(tunnel::IDLE_TIMEOUT, response.into_body().collect())
+            .await
+        {
+            Ok(Ok(body)) => body.to_bytes(),
+            _ => {
+                return out
+                    .fail(502, "the kube-apiserver response broke off".into())
+                    .await;
+            }
+        };
+        head.insert(tunnel::COMPLETE, "true");
+        let bytes = body.len() as u64;
+        if !out.send(head, FrameKind::Head, body).await {
+            return Outcome::failed(499, "the client went away");
+        }
+        return Outcome {
+            code: status.as_u16(),
+            bytes,
+            message: String::new(),
+        };
     }
     if !out.send(head, FrameKind::Head, Bytes::new()).await {
         return Outcome::failed(499, "the client went away");
@@ -209,6 +261,17 @@ async fn run_stream(
         bytes,
         message: String::new(),
     }
+}
+
+/// Whether the response body is short and of known length (never a watch or a log stream).
+fn is_small(response: &http::Response<hyper::body::Incoming>) -> bool {
+    use hyper::body::Body;
+    response.body().is_end_stream()
+        || response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= tunnel::CHUNK)
 }
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for

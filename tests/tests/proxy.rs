@@ -393,6 +393,9 @@ async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::
 
     // Offline: a clear error at once, not a hang.
     seed.spoke.stop().await?;
+    fleet
+        .wait_available("cluster1", ConditionStatus::Unknown, WAIT)
+        .await?;
     let started = Instant::now();
     let err = tunnel
         .request(&get("/api", &kube.admin_token), Bytes::new(), "offline")

@@ -13,9 +13,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
 
-/// How long to wait for the response head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// A tunneled request that failed before a response could start.
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {
@@ -126,9 +123,15 @@ impl Tunnel {
         let mut seq = SeqCheck::default();
         let mut upstream = None;
         let head = loop {
-            let msg = tokio::time::timeout(HEAD_TIMEOUT, replies.next())
+            // Silence before the first frame means the spoke died; after it, keepalives arrive.
+            let wait = if upstream.is_none() {
+                tunnel::FIRST_FRAME_TIMEOUT
+            } else {
+                tunnel::IDLE_TIMEOUT
+            };
+            let msg = tokio::time::timeout(wait, replies.next())
                 .await
-                .map_err(|_| TunnelError::Timeout(self.cluster.clone(), HEAD_TIMEOUT))?
+                .map_err(|_| TunnelError::Timeout(self.cluster.clone(), wait))?
                 .ok_or_else(|| TunnelError::Nats("subscription closed".into()))?;
             if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                 return Err(TunnelError::Offline(self.cluster.clone()));
@@ -159,7 +162,11 @@ impl Tunnel {
                 }
             }
         };
-        let upstream = upstream.ok_or_else(|| TunnelError::Protocol("head before ready".into()))?;
+        let upstream = match head.header(tunnel::UPSTREAM) {
+            Ok(subject) => subject.to_owned(),
+            Err(_) => upstream
+                .ok_or_else(|| TunnelError::Protocol("head without an upstream subject".into()))?,
+        };
         let status = head
             .header(tunnel::STATUS)
             .ok()
@@ -168,6 +175,15 @@ impl Tunnel {
             .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
         let headers = frames::take_http_headers(&head.headers)
             .map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        if head.header(tunnel::COMPLETE) == Ok("true") {
+            let body = http_body_util::Full::new(head.payload)
+                .map_err(|never| match never {})
+                .boxed();
+            let mut response = http::Response::new(body);
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            return Ok(response);
+        }
         let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
         let pump = Pump {
             client: self.client.clone(),
