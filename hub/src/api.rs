@@ -42,6 +42,8 @@ pub struct Api {
     pub admins: Vec<UserName>,
     /// Audit events.
     pub audit: Auditor,
+    /// Request counters and latencies.
+    pub metrics: std::sync::Arc<fleetbus_nats::ops::Metrics>,
 }
 
 impl Api {
@@ -98,6 +100,26 @@ impl Api {
                 tracing::info!(endpoint = %endpoint.name(), %subject, code = e.code, error = %e, "api call refused")
             }
         }
+        let code = match &result {
+            Ok(_) => 200,
+            Err(e) => e.code,
+        };
+        let endpoint_name = endpoint.name();
+        let code_text = code.to_string();
+        let labels = [
+            ("endpoint", endpoint_name.as_str()),
+            ("code", code_text.as_str()),
+        ];
+        self.metrics
+            .add("fleetbus_hub_api_requests_total", &labels, 1.0);
+        let latency = started.elapsed().as_secs_f64();
+        self.metrics.add(
+            "fleetbus_hub_api_latency_seconds_sum",
+            &labels[..1],
+            latency,
+        );
+        self.metrics
+            .add("fleetbus_hub_api_latency_seconds_count", &labels[..1], 1.0);
         let (kind, action) = endpoint.audit_type();
         let (cluster, object) = crate::audit_object::describe(endpoint, &request.message.payload);
         let (outcome, code, message) = match &result {

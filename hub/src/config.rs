@@ -48,6 +48,9 @@ pub struct Args {
     /// Most bytes the audit stream keeps (oldest events go first).
     #[arg(long, env = "FLEETBUS_AUDIT_MAX_BYTES", default_value_t = 1 << 30)]
     pub audit_max_bytes: i64,
+    /// Serve /metrics, /healthz and /readyz here (for example 0.0.0.0:9090).
+    #[arg(long, env = "FLEETBUS_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, env = "FLEETBUS_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
@@ -74,6 +77,8 @@ pub struct Config {
     pub audit_max_age: Duration,
     /// Audit stream size limit.
     pub audit_max_bytes: i64,
+    /// Where to serve operations endpoints, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Args {
@@ -100,6 +105,7 @@ impl Args {
             replicas: self.replicas,
             audit_max_age: self.audit_max_age,
             audit_max_bytes: self.audit_max_bytes,
+            metrics_addr: self.metrics_addr,
         })
     }
 }
@@ -117,6 +123,7 @@ impl Config {
             replicas: 1,
             audit_max_age: Duration::from_secs(90 * 86_400),
             audit_max_bytes: 1 << 30,
+            metrics_addr: None,
         }
     }
 }

@@ -127,6 +127,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     let liveness = Arc::new(Liveness::new(config.lease_timeout));
+    let metrics = Arc::new(hub_metrics());
+    if let Some(addr) = config.metrics_addr {
+        tracker.spawn(log_exit(
+            "ops endpoints",
+            fleetbus_nats::ops::serve(addr, metrics.clone(), shutdown.clone()),
+        ));
+    }
     let api = Arc::new(api::Api {
         store: store.clone(),
         msa: msa.clone(),
@@ -136,6 +143,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         subjects: subjects.clone(),
         admins: config.admins.clone(),
         audit: audit.clone(),
+        metrics: metrics.clone(),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
     let serve = |topic, name| {
@@ -206,12 +214,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             s.clone(),
         ),
     ));
+    let liveness_for_metrics = liveness.clone();
     tracker.spawn(log_exit(
         "disconnects",
         heartbeats::serve_disconnects(sys.clone(), liveness, s.clone()),
     ));
     tracker.spawn(sweep_expired(msa, s.clone()));
     tracker.spawn(log_exit("api", api.serve(client.clone(), t, s)));
+    tracker.spawn(gauge_spokes(
+        liveness_for_metrics,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    metrics.set_ready(true);
     tracing::info!(url, prefix = subjects.prefix(), "hub running");
 
     shutdown.cancelled().await;
@@ -269,6 +284,51 @@ async fn open_state(
         tokio::select! {
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(connect::reconnect_delay(attempt)) => {}
+        }
+    }
+}
+
+/// The hub's metrics.
+fn hub_metrics() -> fleetbus_nats::ops::Metrics {
+    let m = fleetbus_nats::ops::Metrics::default();
+    m.describe(
+        "fleetbus_hub_api_requests_total",
+        "counter",
+        "Hub API calls by endpoint and status code.",
+    );
+    m.describe(
+        "fleetbus_hub_api_latency_seconds_sum",
+        "counter",
+        "Total time spent answering hub API calls.",
+    );
+    m.describe(
+        "fleetbus_hub_api_latency_seconds_count",
+        "counter",
+        "Hub API calls timed.",
+    );
+    m.describe(
+        "fleetbus_hub_connected_spokes",
+        "gauge",
+        "Spokes whose heartbeats arrive.",
+    );
+    m
+}
+
+/// Keeps the connected-spokes gauge current.
+async fn gauge_spokes(
+    liveness: Arc<Liveness>,
+    metrics: Arc<fleetbus_nats::ops::Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        metrics.set(
+            "fleetbus_hub_connected_spokes",
+            &[],
+            liveness.connected() as f64,
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod init;
 pub mod jwt;
 pub mod layout;
+pub mod ops;
 pub mod permissions;
 pub mod pki;
 pub mod process;

@@ -59,6 +59,9 @@ pub struct Args {
         default_value = "open-cluster-management-managed-serviceaccount"
     )]
     pub msa_namespace: String,
+    /// Serve /metrics, /healthz and /readyz here (for example 0.0.0.0:9090).
+    #[arg(long, env = "FLEETBUS_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, env = "FLEETBUS_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
@@ -93,13 +96,64 @@ pub struct Config {
     pub token_refresh_fraction: f64,
     /// Live counters of this spoke, for whoever observes it.
     pub stats: std::sync::Arc<Stats>,
+    /// Where to serve operations endpoints, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Live counters of a running spoke.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Stats {
     /// Tunnel streams open now.
     pub active_streams: std::sync::atomic::AtomicUsize,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<fleetbus_nats::ops::Metrics>,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("active_streams", &self.active_streams)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stats {
+    /// Counters with their descriptions.
+    pub fn new() -> Self {
+        let stats = Self::default();
+        let m = &stats.metrics;
+        m.describe(
+            "fleetbus_spoke_connected",
+            "gauge",
+            "1 while connected to the hub with the cluster identity.",
+        );
+        m.describe(
+            "fleetbus_spoke_tunnel_streams",
+            "gauge",
+            "Kubernetes API tunnel streams open now.",
+        );
+        m.describe(
+            "fleetbus_spoke_tunnel_requests_total",
+            "counter",
+            "Proxied requests by status code.",
+        );
+        m.describe(
+            "fleetbus_spoke_tunnel_bytes_total",
+            "counter",
+            "Response bytes sent through the tunnel.",
+        );
+        m.describe(
+            "fleetbus_spoke_tunnel_latency_seconds_sum",
+            "counter",
+            "Total duration of proxied requests.",
+        );
+        m.describe(
+            "fleetbus_spoke_tunnel_latency_seconds_count",
+            "counter",
+            "Proxied requests timed.",
+        );
+        stats
+    }
 }
 
 impl Args {
@@ -128,6 +182,7 @@ impl Args {
         config.join_interval = self.join_interval;
         fleetbus_schema::names::validate_label("namespace", &self.msa_namespace)?;
         config.msa_namespace = self.msa_namespace;
+        config.metrics_addr = self.metrics_addr;
         Ok(config)
     }
 }
@@ -158,7 +213,8 @@ impl Config {
             renew_fraction: 0.77,
             msa_namespace: "open-cluster-management-managed-serviceaccount".into(),
             token_refresh_fraction: 0.8,
-            stats: std::sync::Arc::default(),
+            stats: std::sync::Arc::new(Stats::new()),
+            metrics_addr: None,
         }
     }
 

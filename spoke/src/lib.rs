@@ -22,14 +22,35 @@ use crate::session::SessionEnd;
 /// Runs the spoke until `shutdown` fires, or until joining fails for good.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let kube = kube::Kube::connect(config.kubeconfig.as_deref()).await?;
+    let ops = config.metrics_addr.map(|addr| {
+        let serve = fleetbus_nats::ops::serve(addr, config.stats.metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(%addr, error = %e, "cannot serve /metrics");
+            }
+        })
+    });
+    let result = run_agent(&config, &kube, &shutdown).await;
+    if let Some(ops) = ops {
+        shutdown.cancel();
+        let _ = ops.await;
+    }
+    result
+}
+
+async fn run_agent(
+    config: &Config,
+    kube: &kube::Kube,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     loop {
-        if !join::has_valid_certificate(&config) {
-            let claims = session::claims(&config, &kube).await;
-            if !join::join(&config, claims, &shutdown).await? {
+        if !join::has_valid_certificate(config) {
+            let claims = session::claims(config, kube).await;
+            if !join::join(config, claims, shutdown).await? {
                 return Ok(());
             }
         }
-        match session::run(&config, &kube, &shutdown).await? {
+        match session::run(config, kube, shutdown).await? {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::Revoked => {
                 // Keep the key; a new join with it is pending until an admin accepts again.

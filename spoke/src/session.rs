@@ -57,6 +57,11 @@ pub async fn run(
         return Ok(SessionEnd::Shutdown);
     };
     tracing::info!(cluster = %config.cluster, "connected with the cluster identity");
+    config
+        .stats
+        .metrics
+        .set("fleetbus_spoke_connected", &[], 1.0);
+    config.stats.metrics.set_ready(true);
     let session = shutdown.child_token();
     let tasks = [
         tokio::spawn(heartbeats(
@@ -84,7 +89,15 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break SessionEnd::Shutdown,
             event = events.recv() => match event {
-                Some(Event::Connected) => refusals = 0,
+                Some(Event::Connected) => {
+                    refusals = 0;
+                    config.stats.metrics.set("fleetbus_spoke_connected", &[], 1.0);
+                    config.stats.metrics.set_ready(true);
+                }
+                Some(Event::Disconnected) => {
+                    config.stats.metrics.set("fleetbus_spoke_connected", &[], 0.0);
+                    config.stats.metrics.set_ready(false);
+                }
                 Some(event) if is_refusal(&event) => {
                     refusals += 1;
                     if refusals >= REFUSALS_FOR_REVOKED {
@@ -98,6 +111,11 @@ pub async fn run(
         }
     };
     session.cancel();
+    config
+        .stats
+        .metrics
+        .set("fleetbus_spoke_connected", &[], 0.0);
+    config.stats.metrics.set_ready(false);
     for task in tasks {
         let _ = task.await;
     }

@@ -74,6 +74,7 @@ pub async fn serve(
                 lock(&routes).insert(stream.clone(), tx);
                 let actor = subjects.inbox_user(&reply).map_or_else(|| "unknown".to_owned(), |u| fleetbus_schema::Identity::User(u).to_string());
                 let ctx = StreamContext {
+                    stats: config.stats.clone(),
                     client: client.clone(),
                     upstream: upstream.clone(),
                     audit: audit.clone(),
@@ -85,11 +86,13 @@ pub async fn serve(
                 };
                 let routes = routes.clone();
                 let stats = config.stats.clone();
-                stats.active_streams.fetch_add(1, Ordering::Relaxed);
+                let open_now = stats.active_streams.fetch_add(1, Ordering::Relaxed) + 1;
+                stats.metrics.set("fleetbus_spoke_tunnel_streams", &[], open_now as f64);
                 tracker.spawn(async move {
                     serve_stream(ctx, frame, rx).await;
                     lock(&routes).remove(&stream);
-                    stats.active_streams.fetch_sub(1, Ordering::Relaxed);
+                    let open_now = stats.active_streams.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+                    stats.metrics.set("fleetbus_spoke_tunnel_streams", &[], open_now as f64);
                 });
             }
             frame = frames.next() => {

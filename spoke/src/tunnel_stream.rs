@@ -30,6 +30,8 @@ pub struct StreamContext {
     pub stop: CancellationToken,
     /// Audit events.
     pub audit: fleetbus_nats::audit::Auditor,
+    /// Metrics.
+    pub stats: std::sync::Arc<crate::config::Stats>,
     /// This cluster.
     pub cluster: String,
     /// Who reads the response: the user whose private inbox the reply goes to.
@@ -115,6 +117,24 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiv
     let outcome = run_stream(&ctx, open, inbound).await;
     let latency = started.elapsed();
     tracing::info!(%method, %path, status = outcome.code, bytes = outcome.bytes, latency_ms = latency.as_millis() as u64, request_id = %request_id, "proxied request");
+    let m = &ctx.stats.metrics;
+    let code = outcome.code.to_string();
+    m.add(
+        "fleetbus_spoke_tunnel_requests_total",
+        &[("code", &code)],
+        1.0,
+    );
+    m.add(
+        "fleetbus_spoke_tunnel_bytes_total",
+        &[],
+        outcome.bytes as f64,
+    );
+    m.add(
+        "fleetbus_spoke_tunnel_latency_seconds_sum",
+        &[],
+        latency.as_secs_f64(),
+    );
+    m.add("fleetbus_spoke_tunnel_latency_seconds_count", &[], 1.0);
     let result = match outcome.code {
         200..=399 => "success",
         401 | 403 => "denied",
