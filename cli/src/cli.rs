@@ -270,6 +270,18 @@ pub enum GetCommand {
         #[command(flatten)]
         hub: HubFlags,
     },
+    /// Every certificate and token with its expiry; flags those with < 20 % of life left.
+    Credentials {
+        /// Also list the certificates in this PKI folder (CA, nats-server, hub, users, …).
+        #[arg(long, env = "FLEETBUS_PKI_DIR")]
+        dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Who may read which token.
     Grants {
         /// Output format.

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod clusters;
+pub mod credentials;
 pub mod hub_client;
 pub mod local;
 pub mod msa;
@@ -162,6 +163,9 @@ async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
             hub,
         } => msa::token(&hub, &cluster, &name, output, out).await,
         GetCommand::Grants { output, hub } => msa::grants(&hub, output, out).await,
+        GetCommand::Credentials { dir, output, hub } => {
+            credentials::get(&hub, dir.as_deref(), output, out).await
+        }
     }
 }
 

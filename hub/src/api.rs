@@ -9,8 +9,8 @@ use bytes::Bytes;
 use fleetbus_nats::audit::Auditor;
 use fleetbus_nats::system;
 use fleetbus_schema::v1::{
-    Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, Empty, Grant,
-    ManagedServiceAccount, MsaListRequest, MsaRef, WhoAmIReply,
+    Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, Credential, CredentialList, Empty,
+    Grant, ManagedServiceAccount, MsaListRequest, MsaRef, WhoAmIReply,
 };
 use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
 use futures::StreamExt;
@@ -214,6 +214,7 @@ impl Api {
                 Empty {}.encode_to_vec()
             }
             ApiEndpoint::GrantList => self.msa.grants().await?.encode_to_vec(),
+            ApiEndpoint::CredentialsList => self.credentials().await?.encode_to_vec(),
         };
         Ok(Bytes::from(body))
     }
@@ -227,6 +228,39 @@ impl Api {
         if let Err(e) = system::kick(&self.sys, &Identity::User(user.clone())).await {
             tracing::warn!(%user, error = %e, "could not close the connections of a revoked user");
         }
+    }
+
+    /// Spoke certificates (from the cluster records) and MSA tokens (from their status).
+    async fn credentials(&self) -> Result<CredentialList, ApiError> {
+        let mut items = Vec::new();
+        for record in self.store.list("").await? {
+            if let Ok(info) = fleetbus_nats::pki::inspect(&record.certificate_pem) {
+                items.push(Credential {
+                    kind: "spoke-certificate".into(),
+                    name: Identity::Spoke(
+                        ClusterName::new(record.name.as_str())
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    )
+                    .to_string(),
+                    cluster: record.name.clone(),
+                    not_before_ms: info.not_before_ms,
+                    not_after_ms: info.not_after_ms,
+                });
+            }
+        }
+        for msa in self.msa.list("").await?.items {
+            let status = msa.status.unwrap_or_default();
+            if status.expiration_ms > 0 {
+                items.push(Credential {
+                    kind: "msa-token".into(),
+                    name: msa.name,
+                    cluster: msa.cluster,
+                    not_before_ms: status.last_refresh_ms,
+                    not_after_ms: status.expiration_ms,
+                });
+            }
+        }
+        Ok(CredentialList { items })
     }
 
     async fn list(&self) -> Result<ClusterList, ApiError> {

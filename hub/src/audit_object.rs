@@ -45,6 +45,7 @@ pub fn describe(endpoint: ApiEndpoint, payload: &[u8]) -> (String, String) {
         }
         ApiEndpoint::ClustersList => (String::new(), "cluster".into()),
         ApiEndpoint::GrantList => (String::new(), "grant".into()),
+        ApiEndpoint::CredentialsList => (String::new(), "credential".into()),
         ApiEndpoint::WhoAmI => (String::new(), "identity".into()),
     }
 }

@@ -59,11 +59,13 @@ pub enum ApiEndpoint {
     GrantDelete,
     /// List grants (admin).
     GrantList,
+    /// Every certificate and token the hub issued or holds, with expiry (admin).
+    CredentialsList,
 }
 
 impl ApiEndpoint {
     /// All endpoints, for registering the service.
-    pub const ALL: [ApiEndpoint; 12] = [
+    pub const ALL: [ApiEndpoint; 13] = [
         Self::WhoAmI,
         Self::ClustersList,
         Self::ClustersAccept,
@@ -76,6 +78,7 @@ impl ApiEndpoint {
         Self::GrantCreate,
         Self::GrantDelete,
         Self::GrantList,
+        Self::CredentialsList,
     ];
 
     /// `(resource, verb)`.
@@ -93,6 +96,7 @@ impl ApiEndpoint {
             Self::GrantCreate => ("grants", "create"),
             Self::GrantDelete => ("grants", "delete"),
             Self::GrantList => ("grants", "list"),
+            Self::CredentialsList => ("credentials", "list"),
         }
     }
 
@@ -117,6 +121,7 @@ impl ApiEndpoint {
             Self::GrantCreate => ("grant", "create"),
             Self::GrantDelete => ("grant", "revoke"),
             Self::GrantList => ("grant", "list"),
+            Self::CredentialsList => ("credential", "list"),
         }
     }
 

@@ -112,3 +112,39 @@ async fn hub_and_spoke_serve_metrics_health_and_readiness() -> anyhow::Result<()
     assert_eq!(get(hub_port, "/nope").await?.0, 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_credential_inventory_flags_what_expires_soon() -> anyhow::Result<()> {
+    let fleet = Fleet::start_with(|c| c.spoke_cert_validity = Duration::from_secs(10)).await?;
+    // Accepted, then stopped: nobody renews its certificate.
+    fleet.accepted_spoke("c1").await?;
+    let dir = fleet.nats.pki.root().display().to_string();
+    let table = fleet.cli(&["get", "credentials", "--dir", &dir]).await?;
+    assert!(table.starts_with("KIND "), "{table}");
+    for (kind, name) in [
+        ("spoke-certificate", "spoke:c1"),
+        ("user-certificate", "user:admin"),
+        ("hub-certificate", "hub"),
+        ("ca", "ca"),
+    ] {
+        let row = table
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq([kind, name]));
+        assert!(row, "{kind} {name} missing in\n{table}");
+    }
+    let flagged = eventually("spoke:c1 flagged", Duration::from_secs(15), || async {
+        let table = fleet.cli(&["get", "credentials"]).await.ok()?;
+        table
+            .lines()
+            .find(|l| l.contains("spoke:c1") && l.ends_with("renew soon"))
+            .map(str::to_owned)
+    })
+    .await?;
+    assert!(flagged.contains("c1"));
+    let denied = fleet
+        .cli_as("bob", &["get", "credentials"])
+        .await
+        .unwrap_err();
+    assert_eq!(denied.to_string(), "user bob is not a hub admin");
+    Ok(())
+}
