@@ -31,7 +31,7 @@ pub async fn get(
     if let Some(dir) = pki_dir {
         items.extend(local(&PkiDir::new(dir)));
     }
-    items.sort_by(|a, b| a.not_after_ms.cmp(&b.not_after_ms));
+    items.sort_by_key(|c| c.not_after_ms);
     let now = now_ms();
     match output {
         Output::Table => {
