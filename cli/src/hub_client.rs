@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fleetbus_nats::{TlsFiles, connect};
-use fleetbus_schema::{ApiEndpoint, Identity, Subjects, UserName, headers};
+use fleetbus_schema::{ApiEndpoint, Identity, Subjects, UserName};
 use prost::Message;
 
 use crate::cli::HubFlags;
@@ -89,29 +89,15 @@ impl HubClient {
         endpoint: ApiEndpoint,
         request: &Req,
     ) -> Result<Resp, CallError> {
-        use async_nats::client::RequestErrorKind;
+        use fleetbus_nats::rpc::{self, RpcError};
         let subject = self.subjects.api(&self.user, endpoint);
-        let msg = self
-            .client
-            .request(subject.clone(), request.encode_to_vec().into())
+        rpc::call(&self.client, subject, request)
             .await
-            .map_err(|e| match e.kind() {
-                RequestErrorKind::NoResponders => CallError::NoHub(self.url.clone()),
-                RequestErrorKind::TimedOut => CallError::Timeout(self.timeout),
-                _ => CallError::Other(e.to_string()),
-            })?;
-        if let Some(h) = msg.headers.as_ref()
-            && let Some(message) = h.get(headers::SERVICE_ERROR)
-        {
-            let code = h
-                .get(headers::SERVICE_ERROR_CODE)
-                .and_then(|c| c.as_str().parse().ok())
-                .unwrap_or(500);
-            return Err(CallError::Hub {
-                code,
-                message: message.to_string(),
-            });
-        }
-        fleetbus_schema::decode(&subject, &msg.payload).map_err(|e| CallError::Other(e.to_string()))
+            .map_err(|e| match e {
+                RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),
+                RpcError::TimedOut(_) => CallError::Timeout(self.timeout),
+                RpcError::Refused { code, message } => CallError::Hub { code, message },
+                other => CallError::Other(other.to_string()),
+            })
     }
 }

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod permissions;
 pub mod pki;
 pub mod process;
+pub mod rpc;
 pub mod server;
 pub mod system;
 pub mod tunnel;

@@ -11,7 +11,7 @@ use fleetbus_nats::connect::{self, connect_retrying};
 use fleetbus_nats::files::write_atomic;
 use fleetbus_nats::pki;
 use fleetbus_schema::v1::{ClusterClaims, Heartbeat, RenewReply, RenewRequest};
-use fleetbus_schema::{HubTopic, Identity, decode, headers};
+use fleetbus_schema::{HubTopic, Identity};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -220,20 +220,10 @@ async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<(
     let (key, csr) = pki::new_key_and_csr(&identity)?;
     let expected_key = pki::csr_key_fingerprint(&csr)?;
     let subject = config.subjects.hub(&config.cluster, HubTopic::Renew);
-    let msg = client
-        .request(
-            subject,
-            RenewRequest { csr_pem: csr }.encode_to_vec().into(),
-        )
-        .await?;
-    if let Some(error) = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::SERVICE_ERROR))
-    {
-        anyhow::bail!("hub refused renewal: {error}");
-    }
-    let reply = decode::<RenewReply>(&msg.subject, &msg.payload)?;
+    let reply: RenewReply =
+        fleetbus_nats::rpc::call(client, subject, &RenewRequest { csr_pem: csr })
+            .await
+            .map_err(|e| anyhow::anyhow!("hub refused renewal: {e}"))?;
     let info = pki::inspect(&reply.certificate_pem)?;
     if info.identity.as_ref() != Some(&identity) || info.key_fingerprint != expected_key {
         anyhow::bail!("hub returned a certificate for another identity or key");

@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fleetbus_schema::v1::{DesiredState, ManagedServiceAccount, SyncRequest, TokenReport};
-use fleetbus_schema::{HubTopic, decode, headers};
+use fleetbus_nats::rpc::{self, RpcError};
+use fleetbus_schema::HubTopic;
+use fleetbus_schema::v1::{
+    DesiredState, ManagedServiceAccount, SyncRequest, TokenReport, TokenReportAck,
+};
 use futures::StreamExt;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -68,19 +70,9 @@ pub async fn run(client: async_nats::Client, config: Config, kube: Kube, stop: C
     }
 }
 
-async fn sync(client: &async_nats::Client, config: &Config) -> anyhow::Result<DesiredState> {
+async fn sync(client: &async_nats::Client, config: &Config) -> Result<DesiredState, RpcError> {
     let subject = config.subjects.hub(&config.cluster, HubTopic::Sync);
-    let msg = client
-        .request(subject, SyncRequest {}.encode_to_vec().into())
-        .await?;
-    if let Some(error) = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::SERVICE_ERROR))
-    {
-        anyhow::bail!("hub: {error}");
-    }
-    Ok(decode::<DesiredState>(&msg.subject, &msg.payload)?)
+    rpc::call(client, subject, &SyncRequest {}).await
 }
 
 /// Brings the cluster to `desired`; returns how long until something is due.
@@ -210,18 +202,9 @@ async fn send_report(
     client: &async_nats::Client,
     config: &Config,
     report: &TokenReport,
-) -> anyhow::Result<()> {
+) -> Result<(), RpcError> {
     let subject = config.subjects.hub(&config.cluster, HubTopic::Token);
-    let msg = client
-        .request(subject, report.encode_to_vec().into())
-        .await?;
-    if let Some(error) = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::SERVICE_ERROR))
-    {
-        anyhow::bail!("hub: {error}");
-    }
+    let _: TokenReportAck = rpc::call(client, subject, report).await?;
     Ok(())
 }
 

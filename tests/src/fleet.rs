@@ -227,18 +227,30 @@ fn unreachable_kubeconfig(root: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 impl Fleet {
+    /// Starts a spoke, waits until it asked to join, accepts it, and waits until its
+    /// availability is `available` (True on a real apiserver, False on an unreachable one).
+    pub async fn join(
+        &self,
+        config: fleetbus_spoke::Config,
+        available: ConditionStatus,
+    ) -> anyhow::Result<Running> {
+        let name = config.cluster.to_string();
+        let spoke = self.start_spoke(config);
+        let wait = Duration::from_secs(30);
+        eventually(&format!("{name} registered"), wait, || async {
+            self.cluster(&name).await.ok()?.map(|_| ())
+        })
+        .await?;
+        self.cli(&["accept", &name]).await?;
+        self.wait_available(&name, available, wait).await?;
+        Ok(spoke)
+    }
+
     /// Registers `name` through the real join/accept path (a spoke with an unreachable
     /// apiserver), stops that spoke and returns the TLS files of its accepted identity.
     pub async fn accepted_spoke(&self, name: &str) -> anyhow::Result<fleetbus_nats::TlsFiles> {
-        let spoke = self.start_spoke(self.spoke_config(name, None)?);
-        eventually(
-            &format!("{name} registered"),
-            Duration::from_secs(20),
-            || async { self.cluster(name).await.ok()?.map(|_| ()) },
-        )
-        .await?;
-        self.cli(&["accept", name]).await?;
-        self.wait_available(name, ConditionStatus::False, Duration::from_secs(20))
+        let spoke = self
+            .join(self.spoke_config(name, None)?, ConditionStatus::False)
             .await?;
         spoke.stop().await?;
         let state = self.nats.dir.path().join("spokes").join(name).join("state");

@@ -53,14 +53,11 @@ async fn token_ready(fleet: &Fleet, name: &str) -> anyhow::Result<()> {
 async fn msa_with_rules_lists_deployments_and_is_refused_pods() -> anyhow::Result<()> {
     let fleet = Fleet::start().await?;
     let kube = fleet.kube("cluster1").await?;
-    let _spoke = fleet.start_spoke(fleet.spoke_config("cluster1", Some(&kube))?);
-    eventually("cluster1 registered", WAIT, || async {
-        fleet.cluster("cluster1").await.ok()?.map(|_| ())
-    })
-    .await?;
-    fleet.cli(&["accept", "cluster1"]).await?;
-    fleet
-        .wait_available("cluster1", ConditionStatus::True, WAIT)
+    let _spoke = fleet
+        .join(
+            fleet.spoke_config("cluster1", Some(&kube))?,
+            ConditionStatus::True,
+        )
         .await?;
 
     let rules = fleet.nats.dir.path().join("rules.yaml");
@@ -215,15 +212,7 @@ async fn tokens_rotate_and_an_offline_spoke_converges() -> anyhow::Result<()> {
     let mut config = fleet.spoke_config("cluster1", Some(&kube))?;
     // Test-only: refresh at 0.5 % of a 10-minute token, i.e. as often as the floor allows (10 s).
     config.token_refresh_fraction = 0.005;
-    let spoke = fleet.start_spoke(config.clone());
-    eventually("cluster1 registered", WAIT, || async {
-        fleet.cluster("cluster1").await.ok()?.map(|_| ())
-    })
-    .await?;
-    fleet.cli(&["accept", "cluster1"]).await?;
-    fleet
-        .wait_available("cluster1", ConditionStatus::True, WAIT)
-        .await?;
+    let spoke = fleet.join(config.clone(), ConditionStatus::True).await?;
     spoke.stop().await?;
 
     // Created while the spoke is offline: not ready, and it converges when the spoke returns.

@@ -68,15 +68,7 @@ async fn seed() -> anyhow::Result<Seed> {
     let kube = fleet.kube("cluster1").await?;
     let config = fleet.spoke_config("cluster1", Some(&kube))?;
     let stats = config.stats.clone();
-    let spoke = fleet.start_spoke(config);
-    eventually("cluster1 registered", WAIT, || async {
-        fleet.cluster("cluster1").await.ok()?.map(|_| ())
-    })
-    .await?;
-    fleet.cli(&["accept", "cluster1"]).await?;
-    fleet
-        .wait_available("cluster1", ConditionStatus::True, WAIT)
-        .await?;
+    let spoke = fleet.join(config, ConditionStatus::True).await?;
     let rules = fleet.nats.dir.path().join("rules.yaml");
     std::fs::write(
         &rules,
@@ -500,15 +492,7 @@ async fn an_apiserver_with_an_unexpected_ca_is_a_clear_error() -> anyhow::Result
     std::fs::write(&path, forged)?;
     let mut config = fleet.spoke_config("cluster1", None)?;
     config.kubeconfig = Some(path);
-    let _spoke = fleet.start_spoke(config);
-    eventually("cluster1 registered", WAIT, || async {
-        fleet.cluster("cluster1").await.ok()?.map(|_| ())
-    })
-    .await?;
-    fleet.cli(&["accept", "cluster1"]).await?;
-    fleet
-        .wait_available("cluster1", ConditionStatus::False, WAIT)
-        .await?;
+    let _spoke = fleet.join(config, ConditionStatus::False).await?;
     let (_hub, tunnel) = tunnel_as(&fleet, "admin").await?;
     for _ in 0..2 {
         let err = tunnel

@@ -12,7 +12,7 @@ use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::proxy::tunnel::Tunnel;
 use fleetbus_schema::ClusterName;
 use fleetbus_schema::v1::ConditionStatus;
-use fleetbus_tests::{Fleet, eventually};
+use fleetbus_tests::Fleet;
 use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -37,15 +37,7 @@ async fn proxy(requests: usize) -> anyhow::Result<()> {
     let fleet = Fleet::start().await?;
     let kube = fleet.kube("bench").await?;
     let config = fleet.spoke_config("bench", Some(&kube))?;
-    let _spoke = fleet.start_spoke(config);
-    eventually("registration", Duration::from_secs(30), || async {
-        fleet.cluster("bench").await.ok()?.map(|_| ())
-    })
-    .await?;
-    fleet.cli(&["accept", "bench"]).await?;
-    fleet
-        .wait_available("bench", ConditionStatus::True, Duration::from_secs(30))
-        .await?;
+    let _spoke = fleet.join(config, ConditionStatus::True).await?;
 
     eprintln!("creating ~20 MB of ConfigMaps ...");
     let admin = kube.admin_client().await?;
