@@ -17,6 +17,9 @@ for crate in aws-lc-rs aws-lc-sys openssl-sys; do
   fi
 done
 echo "== tests"
+# Some tests run the binaries as a user would (fleetbus local-up starts fleetbus-hub and
+# fleetbus-spoke next to itself), so every binary is built first.
+cargo build --workspace --bins --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
 else

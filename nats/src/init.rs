@@ -81,7 +81,14 @@ impl PkiDir {
         let admin = ca.issue_client(&Identity::User(options.admin.clone()), options.validity)?;
         self.write_pair(self.user(options.admin.as_str()), &admin)?;
 
-        AuthKeys::generate().save(self)?;
+        let keys = AuthKeys::generate();
+        keys.save(self)?;
+        let auth = crate::server::auth_block(
+            &keys.issuer.public_key(),
+            &keys.callout.public_key(),
+            &keys.system.public_key(),
+        );
+        write_atomic(&self.nats_auth_conf(), auth.as_bytes(), false)?;
         let secret: [u8; 32] = rand::random();
         write_atomic(
             &self.secrets_key(),

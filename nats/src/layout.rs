@@ -11,6 +11,7 @@
 //! nkeys/callout.nk              the hub's auth-callout connection (AUTH account)
 //! nkeys/system.nk               the hub's system-account connection (connection events, kicks)
 //! secrets.key                   the hub's key for tokens at rest (hub only)
+//! nats-auth.conf                accounts + auth callout block for nats-server to `include`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,11 @@ impl PkiDir {
             self.root.join("auditors").join(format!("{name}.crt")),
             self.root.join("auditors").join(format!("{name}.key")),
         )
+    }
+
+    /// The nats-server config fragment with the fleet's accounts and auth callout.
+    pub fn nats_auth_conf(&self) -> PathBuf {
+        self.root.join("nats-auth.conf")
     }
 
     /// The hub's symmetric key for secrets at rest.

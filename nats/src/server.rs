@@ -141,19 +141,22 @@ impl ServerConfig {
             q(&self.tls.ca)
         );
         let _ = writeln!(c, "jetstream {{\n  store_dir: {}\n}}", q(&self.store_dir));
-        let _ = writeln!(
-            c,
-            "accounts {{\n  {AUTH_ACCOUNT} {{ users: [ {{ nkey: {callout:?} }} ] }}\n  {FLEET_ACCOUNT} {{ jetstream: enabled }}\n  {SYS_ACCOUNT} {{ users: [ {{ nkey: {system:?} }} ] }}\n}}\nsystem_account: {SYS_ACCOUNT}",
-            callout = self.callout_user,
-            system = self.system_user,
-        );
-        let _ = writeln!(
-            c,
-            "authorization {{\n  timeout: 5\n  auth_callout {{\n    issuer: {:?}\n    auth_users: [ {:?}, {:?} ]\n    account: {AUTH_ACCOUNT}\n  }}\n}}",
-            self.issuer, self.callout_user, self.system_user
-        );
+        c.push_str(&auth_block(
+            &self.issuer,
+            &self.callout_user,
+            &self.system_user,
+        ));
         c
     }
+}
+
+/// The accounts and auth-callout part of a fleet's server config. `certs init` writes it as
+/// `nats-auth.conf`, so a hand-written server config (such as `nats/nats-server.conf`) can
+/// `include` it.
+pub fn auth_block(issuer: &str, callout_user: &str, system_user: &str) -> String {
+    format!(
+        "accounts {{\n  {AUTH_ACCOUNT} {{ users: [ {{ nkey: {callout_user:?} }} ] }}\n  {FLEET_ACCOUNT} {{ jetstream: enabled }}\n  {SYS_ACCOUNT} {{ users: [ {{ nkey: {system_user:?} }} ] }}\n}}\nsystem_account: {SYS_ACCOUNT}\nauthorization {{\n  timeout: 5\n  auth_callout {{\n    issuer: {issuer:?}\n    auth_users: [ {callout_user:?}, {system_user:?} ]\n    account: {AUTH_ACCOUNT}\n  }}\n}}\n"
+    )
 }
 
 /// A launcher failure.
