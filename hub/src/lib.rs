@@ -12,6 +12,7 @@ pub mod error;
 pub mod heartbeats;
 pub mod liveness;
 pub mod msa;
+pub mod msa_spec;
 pub mod registration;
 pub mod secrets;
 pub mod spoke_requests;
