@@ -252,10 +252,10 @@ async fn open_state(
     let js = async_nats::jetstream::new(client.clone());
     let (s, replicas) = (&config.subjects, config.replicas);
     let open = || async {
-        let clusters = ClusterStore::open(&js, &s.clusters_bucket(), replicas).await?;
+        let clusters = ClusterStore::open(&js, &s.clusters_bucket(), replicas, shutdown).await?;
         let service = msa::MsaService {
-            msas: store::Bucket::open(&js, &s.msa_bucket(), replicas).await?,
-            grants: store::Bucket::open(&js, &s.grants_bucket(), replicas).await?,
+            msas: store::Bucket::open(&js, &s.msa_bucket(), replicas, shutdown).await?,
+            grants: store::Bucket::open(&js, &s.grants_bucket(), replicas, shutdown).await?,
             secrets: secrets::Secrets::open(&js, &s.tokens_bucket(), replicas, secrets_key)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,

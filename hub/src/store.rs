@@ -2,14 +2,17 @@
 //! compare-and-set on the entry's revision, retried on conflict, so several hub replicas never
 //! overwrite each other.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use fleetbus_schema::decode;
 use fleetbus_schema::v1::ClusterRecord;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tokio_util::sync::CancellationToken;
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +67,38 @@ pub async fn open_kv(
     }
 }
 
-/// A bucket of `M` messages.
+/// A bucket of `M` messages, mirrored in memory by a KV watch so that listing (spoke syncs,
+/// the auth callout, the API) never creates a JetStream consumer per call.
 pub struct Bucket<M> {
     kv: kv::Store,
+    cache: Arc<RwLock<Mirror<M>>>,
     _message: PhantomData<fn() -> M>,
+}
+
+/// The in-memory copy: latest revision per key (`None` once deleted), and whether it has
+/// caught up with the bucket.
+struct Mirror<M> {
+    entries: BTreeMap<String, (u64, Option<M>)>,
+    ready: bool,
+}
+
+impl<M> Mirror<M> {
+    /// Applies a change unless the mirror already has a newer one.
+    fn apply(&mut self, key: &str, revision: u64, value: Option<M>) {
+        match self.entries.get(key) {
+            Some((have, _)) if *have >= revision => {}
+            _ => {
+                self.entries.insert(key.to_owned(), (revision, value));
+            }
+        }
+    }
 }
 
 impl<M> Clone for Bucket<M> {
     fn clone(&self) -> Self {
         Self {
             kv: self.kv.clone(),
+            cache: self.cache.clone(),
             _message: PhantomData,
         }
     }
@@ -82,17 +107,74 @@ impl<M> Clone for Bucket<M> {
 /// Cluster records, by cluster name.
 pub type ClusterStore = Bucket<ClusterRecord>;
 
-impl<M: Message + Default> Bucket<M> {
-    /// Opens (or creates) `bucket`.
+impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
+    /// Opens (or creates) `bucket` and starts mirroring it until `shutdown`.
     pub async fn open(
         js: &jetstream::Context,
         bucket: &str,
         replicas: usize,
+        shutdown: &CancellationToken,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
+        let this = Self {
             kv: open_kv(js, bucket, replicas).await?,
+            cache: Arc::new(RwLock::new(Mirror {
+                entries: BTreeMap::new(),
+                ready: false,
+            })),
             _message: PhantomData,
-        })
+        };
+        tokio::spawn(this.clone().mirror(shutdown.clone()));
+        Ok(this)
+    }
+
+    /// Follows every change of the bucket; restarts the watch if it breaks.
+    async fn mirror(self, shutdown: CancellationToken) {
+        let mut attempt = 0;
+        loop {
+            if let Err(e) = self.watch(&shutdown).await {
+                tracing::warn!(error = %e, "hub state watch broke; listing directly until it resumes");
+            }
+            write(&self.cache).ready = false;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            attempt += 1;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(fleetbus_nats::connect::reconnect_delay(attempt)) => {}
+            }
+        }
+    }
+
+    async fn watch(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        let mut changes = self.kv.watch_with_history(">").await.map_err(unavailable)?;
+        if self.kv.status().await.map_err(unavailable)?.values() == 0 {
+            write(&self.cache).ready = true;
+        }
+        loop {
+            let entry = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                entry = changes.next() => match entry {
+                    Some(entry) => entry.map_err(unavailable)?,
+                    None => return Err(unavailable("watch ended")),
+                },
+            };
+            let value = match entry.operation {
+                kv::Operation::Put => match decode::<M>(&entry.key, &entry.value) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an undecodable hub state entry");
+                        continue;
+                    }
+                },
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            let mut cache = write(&self.cache);
+            cache.apply(&entry.key, entry.revision, value);
+            if entry.delta == 0 {
+                cache.ready = true;
+            }
+        }
     }
 
     /// The value at `key`, if any.
@@ -112,6 +194,21 @@ impl<M: Message + Default> Bucket<M> {
 
     /// Every value whose key starts with `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
+        {
+            let cache = read(&self.cache);
+            if cache.ready {
+                return Ok(cache
+                    .entries
+                    .range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .filter_map(|(_, (_, v))| v.as_ref().cloned())
+                    .collect());
+            }
+        }
+        self.list_direct(prefix).await
+    }
+
+    async fn list_direct(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
         let mut keys: Vec<String> = self
             .kv
             .keys()
@@ -145,8 +242,21 @@ impl<M: Message + Default> Bucket<M> {
             let (action, out) = decide(current.map(|(value, _)| value))?;
             let written = match action {
                 Action::Keep => return Ok(out),
-                Action::Put(value) => self.put(key, &*value, revision).await?,
-                Action::Delete => self.delete(key, revision).await?,
+                Action::Put(value) => {
+                    let written = self.put(key, &value, revision).await?;
+                    // Read your own writes, before the watch delivers them.
+                    if let Some(rev) = written {
+                        write(&self.cache).apply(key, rev, Some(*value));
+                    }
+                    written.is_some()
+                }
+                Action::Delete => {
+                    let deleted = self.delete(key, revision).await?;
+                    if deleted {
+                        write(&self.cache).apply(key, revision + 1, None);
+                    }
+                    deleted
+                }
             };
             if written {
                 return Ok(out);
@@ -155,19 +265,19 @@ impl<M: Message + Default> Bucket<M> {
         Err(StoreError::Contended(key.to_owned()).into())
     }
 
-    /// `Ok(false)` when `revision` is no longer the latest.
-    async fn put(&self, key: &str, value: &M, revision: u64) -> Result<bool, StoreError> {
+    /// The new revision, or `None` when `revision` is no longer the latest.
+    async fn put(&self, key: &str, value: &M, revision: u64) -> Result<Option<u64>, StoreError> {
         let value = Bytes::from(value.encode_to_vec());
         if revision == 0 {
             return match self.kv.create(key, value).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Ok(rev) => Ok(Some(rev)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
                 Err(e) => Err(unavailable(e)),
             };
         }
         match self.kv.update(key, value, revision).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -182,5 +292,33 @@ impl<M: Message + Default> Bucket<M> {
             Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mirror_keeps_the_newest_revision() {
+        let mut m: Mirror<String> = Mirror {
+            entries: BTreeMap::new(),
+            ready: true,
+        };
+        m.apply("a", 2, Some("two".into()));
+        m.apply("a", 1, Some("one".into()));
+        assert_eq!(m.entries["a"], (2, Some("two".into())));
+        m.apply("a", 3, None);
+        assert_eq!(m.entries["a"], (3, None));
     }
 }

@@ -113,8 +113,14 @@ pub async fn connect(
     options: ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
     tls.check_readable()?;
+    // A comma-separated list names the servers of a NATS cluster.
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     options
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|source| match source.kind() {
             ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {

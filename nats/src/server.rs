@@ -97,6 +97,19 @@ pub struct ServerConfig {
     pub system_user: String,
     /// Largest message the server accepts (default 1 MiB).
     pub max_payload: Option<u32>,
+    /// Routes to the other servers, when this one is part of a NATS cluster.
+    pub cluster: Option<ClusterRoutes>,
+}
+
+/// Membership of a NATS cluster (routes over mutual TLS with the fleet CA).
+#[derive(Debug, Clone)]
+pub struct ClusterRoutes {
+    /// The cluster's name (the same on every server).
+    pub name: String,
+    /// This server's route port.
+    pub port: u16,
+    /// Route URLs of the other servers (`tls://host:port`).
+    pub routes: Vec<String>,
 }
 
 impl ServerConfig {
@@ -113,6 +126,7 @@ impl ServerConfig {
             callout_user: keys.callout.public_key(),
             system_user: keys.system.public_key(),
             max_payload: None,
+            cluster: None,
         }
     }
 
@@ -141,6 +155,20 @@ impl ServerConfig {
             q(&self.tls.ca)
         );
         let _ = writeln!(c, "jetstream {{\n  store_dir: {}\n}}", q(&self.store_dir));
+        if let Some(cluster) = &self.cluster {
+            let routes: Vec<String> = cluster.routes.iter().map(|r| format!("{r:?}")).collect();
+            let _ = writeln!(
+                c,
+                "cluster {{\n  name: {:?}\n  listen: \"{}:{}\"\n  routes: [ {} ]\n  tls {{\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    verify: true\n    timeout: 5\n  }}\n}}",
+                cluster.name,
+                self.host,
+                cluster.port,
+                routes.join(", "),
+                q(&self.tls.cert),
+                q(&self.tls.key),
+                q(&self.tls.ca)
+            );
+        }
         c.push_str(&auth_block(
             &self.issuer,
             &self.callout_user,

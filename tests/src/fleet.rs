@@ -62,7 +62,14 @@ impl Fleet {
     pub async fn start_with(
         adjust: impl FnOnce(&mut fleetbus_hub::Config),
     ) -> anyhow::Result<Self> {
-        let nats = NatsEnv::start()?;
+        Self::start_on(NatsEnv::start()?, adjust).await
+    }
+
+    /// A hub on an already started NATS world (a cluster, say).
+    pub async fn start_on(
+        nats: NatsEnv,
+        adjust: impl FnOnce(&mut fleetbus_hub::Config),
+    ) -> anyhow::Result<Self> {
         let mut fleet = Self { nats, hub: None };
         let mut config = fleet.hub_config();
         adjust(&mut config);

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetbus_nats::init::InitOptions;
-use fleetbus_nats::server::{AuthKeys, NatsServer, ServerConfig, find_binary, free_port};
+use fleetbus_nats::server::{
+    AuthKeys, ClusterRoutes, NatsServer, ServerConfig, find_binary, free_port,
+};
 use fleetbus_nats::{PkiDir, TlsFiles, connect};
 use fleetbus_schema::{Identity, Subjects};
 
@@ -12,6 +14,8 @@ use fleetbus_schema::{Identity, Subjects};
 pub struct NatsEnv {
     /// Server before dir: it must die before its files go.
     pub server: NatsServer,
+    /// The other servers, when this is a NATS cluster.
+    pub others: Vec<NatsServer>,
     /// The fleet PKI (`certs init` output).
     pub pki: PkiDir,
     /// The callout nkeys.
@@ -25,17 +29,50 @@ pub struct NatsEnv {
 impl NatsEnv {
     /// Starts a server with a new PKI in a temporary folder.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_cluster(1)
+    }
+
+    /// Starts `n` servers forming one NATS cluster (routes over mutual TLS, JetStream on each).
+    pub fn start_cluster(n: usize) -> anyhow::Result<Self> {
         fleetbus_nats::install_crypto_provider();
         init_tracing();
         let dir = tempfile::tempdir()?;
         let pki = PkiDir::new(dir.path().join("pki"));
         pki.init(&InitOptions::default())?;
         let keys = AuthKeys::load(&pki)?;
-        let config = ServerConfig::local(&pki, &keys, free_port()?, dir.path().join("jetstream"));
-        let server = NatsServer::start(&find_binary()?, config, &dir.path().join("nats"))?;
+        let binary = find_binary()?;
+        let route_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+        let mut servers = Vec::new();
+        for (i, port) in route_ports.iter().enumerate() {
+            let mut config = ServerConfig::local(
+                &pki,
+                &keys,
+                free_port()?,
+                dir.path().join(format!("jetstream-{i}")),
+            );
+            config.name = format!("n{i}");
+            if n > 1 {
+                config.cluster = Some(ClusterRoutes {
+                    name: "fleet".into(),
+                    port: *port,
+                    routes: route_ports
+                        .iter()
+                        .filter(|p| *p != port)
+                        .map(|p| format!("tls://127.0.0.1:{p}"))
+                        .collect(),
+                });
+            }
+            servers.push(NatsServer::start(
+                &binary,
+                config,
+                &dir.path().join("nats"),
+            )?);
+        }
+        let server = servers.remove(0);
         let subjects = Subjects::new(&format!("t{:08x}", rand_u32()))?;
         Ok(Self {
             server,
+            others: servers,
             pki,
             keys,
             subjects,
@@ -43,9 +80,13 @@ impl NatsEnv {
         })
     }
 
-    /// The client URL.
+    /// The client URL (every server of a cluster, comma-separated).
     pub fn url(&self) -> String {
-        self.server.url()
+        std::iter::once(&self.server)
+            .chain(&self.others)
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Issues (once) a certificate for `identity` and returns its TLS files.
