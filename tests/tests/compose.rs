@@ -197,3 +197,31 @@ async fn the_mounted_nats_config_runs_a_fleet() -> anyhow::Result<()> {
     hub.await??;
     Ok(())
 }
+
+#[test]
+fn the_cluster_configs_are_valid_for_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = PkiDir::new(dir.path().join("pki"));
+    let names: Vec<String> = (1..=3).map(|i| format!("nats-{i}")).collect();
+    pki.init(&InitOptions {
+        server_names: names,
+        ..InitOptions::default()
+    })
+    .unwrap();
+    for i in 1..=3 {
+        let file = format!("nats-{i}.conf");
+        std::fs::copy(
+            repo().join("nats/cluster").join(&file),
+            dir.path().join(&file),
+        )
+        .unwrap();
+        let out = Command::new(find_binary().unwrap())
+            .current_dir(dir.path())
+            .args(["-c", &file, "-t"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{file}: {text}");
+    }
+}
