@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod local;
+pub mod mux;
 pub mod tunnel;
 
 use std::path::Path;

@@ -8,10 +8,11 @@ use bytes::Bytes;
 use fleetbus_nats::tunnel::{self as frames, Frame, SeqCheck};
 use fleetbus_schema::tunnel::{self, FrameKind};
 use fleetbus_schema::{ClusterName, Subjects};
-use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
+
+use super::mux::{Mux, Replies};
 
 /// A tunneled request that failed before a response could start.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,7 @@ pub struct Tunnel {
     subjects: Subjects,
     cluster: ClusterName,
     service_account: String,
+    mux: std::sync::Arc<tokio::sync::OnceCell<Mux>>,
 }
 
 impl Tunnel {
@@ -70,6 +72,7 @@ impl Tunnel {
             subjects,
             cluster,
             service_account: String::new(),
+            mux: std::sync::Arc::default(),
         }
     }
 
@@ -87,12 +90,12 @@ impl Tunnel {
         request_id: &str,
     ) -> Result<http::Response<Body>, TunnelError> {
         let nats = |e: &dyn std::fmt::Display| TunnelError::Nats(e.to_string());
-        let inbox = self.client.new_inbox();
-        let mut replies = self
-            .client
-            .subscribe(inbox.clone())
+        let mux = self
+            .mux
+            .get_or_try_init(|| Mux::start(&self.client))
             .await
             .map_err(|e| nats(&e))?;
+        let (inbox, mut replies) = mux.register();
         let inline = body.len() <= tunnel::CHUNK;
         let mut open = frames::headers(FrameKind::Open, 0);
         open.insert(tunnel::METHOD, parts.method.as_str());
@@ -132,7 +135,9 @@ impl Tunnel {
             let msg = tokio::time::timeout(wait, replies.next())
                 .await
                 .map_err(|_| TunnelError::Timeout(self.cluster.clone(), wait))?
-                .ok_or_else(|| TunnelError::Nats("subscription closed".into()))?;
+                .ok_or_else(|| {
+                    TunnelError::Protocol("too many frames queued for this stream".into())
+                })?;
             if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                 return Err(TunnelError::Offline(self.cluster.clone()));
             }
@@ -270,7 +275,7 @@ impl Pump {
 
     async fn run(
         mut self,
-        mut replies: async_nats::Subscriber,
+        mut replies: Replies,
         tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
     ) {
         let broken = |why: String| Err(std::io::Error::other(why));
