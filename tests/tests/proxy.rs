@@ -48,6 +48,21 @@ fn as_user(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// `fleetbus proxy kubectl --cluster cluster1 --sa dep -- ARGS` as `user`.
+fn kubectl_as(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
+    let mut argv = vec![
+        "proxy",
+        "kubectl",
+        "--cluster",
+        "cluster1",
+        "--sa",
+        "dep",
+        "--",
+    ];
+    argv.extend_from_slice(args);
+    as_user(fleet, user, &argv)
+}
+
 /// A fleet with cluster1 on a real apiserver, accepted, and MSA `dep` that may list deployments
 /// and configmaps, granted to alice.
 struct Seed {
@@ -107,23 +122,7 @@ async fn seed() -> anyhow::Result<Seed> {
 async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
     let seed = seed().await?;
     let (fleet, kube) = (&seed.fleet, &seed.kube);
-    let out = as_user(
-        fleet,
-        "alice",
-        &[
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--",
-            "get",
-            "deployments",
-            "-A",
-        ],
-    )
-    .output()?;
+    let out = kubectl_as(fleet, "alice", &["get", "deployments", "-A"]).output()?;
     assert!(
         out.status.success(),
         "{}",
@@ -149,23 +148,7 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
         ),
         ("user:alice", "dep", 200)
     );
-    let out = as_user(
-        fleet,
-        "alice",
-        &[
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--",
-            "get",
-            "pods",
-            "-A",
-        ],
-    )
-    .output()?;
+    let out = kubectl_as(fleet, "alice", &["get", "pods", "-A"]).output()?;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), FORBIDDEN);
 
@@ -200,25 +183,10 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
     assert!(out.status.success());
 
     // A watch delivers what happens after it started.
-    let mut watch = as_user(
+    let mut watch = kubectl_as(
         fleet,
         "alice",
-        &[
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--",
-            "get",
-            "configmaps",
-            "-n",
-            "default",
-            "-w",
-            "-o",
-            "name",
-        ],
+        &["get", "configmaps", "-n", "default", "-w", "-o", "name"],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
@@ -419,22 +387,7 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
     let seed = seed().await?;
     let fleet = &seed.fleet;
     // Through the CLI: bob has no grant.
-    let out = as_user(
-        fleet,
-        "bob",
-        &[
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--",
-            "get",
-            "ns",
-        ],
-    )
-    .output()?;
+    let out = kubectl_as(fleet, "bob", &["get", "ns"]).output()?;
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),

@@ -99,12 +99,9 @@ async fn join_accept_available_then_unknown_when_the_spoke_stops() -> anyhow::Re
 #[tokio::test]
 async fn a_silent_spoke_becomes_unknown_within_five_seconds() -> anyhow::Result<()> {
     let fleet = Fleet::start().await?;
-    let spoke = fleet.start_spoke(fleet.spoke_config("quiet", None)?);
-    wait_registered(&fleet, "quiet").await?;
-    fleet.cli(&["accept", "quiet"]).await?;
     // With an unreachable apiserver the spoke reports itself, but not ready.
-    fleet
-        .wait_available("quiet", ConditionStatus::False, WAIT)
+    let spoke = fleet
+        .join(fleet.spoke_config("quiet", None)?, ConditionStatus::False)
         .await?;
     spoke.stop().await?;
 
@@ -143,11 +140,8 @@ async fn a_silent_spoke_becomes_unknown_within_five_seconds() -> anyhow::Result<
 #[tokio::test]
 async fn hub_restart_keeps_accepted_clusters_and_two_hubs_share_state() -> anyhow::Result<()> {
     let mut fleet = Fleet::start().await?;
-    let _spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
-    wait_registered(&fleet, "c1").await?;
-    fleet.cli(&["accept", "c1"]).await?;
-    fleet
-        .wait_available("c1", ConditionStatus::False, WAIT)
+    let _spoke = fleet
+        .join(fleet.spoke_config("c1", None)?, ConditionStatus::False)
         .await?;
 
     fleet.hub.take().unwrap().stop().await?;
@@ -182,11 +176,8 @@ async fn hub_restart_keeps_accepted_clusters_and_two_hubs_share_state() -> anyho
 #[tokio::test]
 async fn deny_and_delete_revoke_access() -> anyhow::Result<()> {
     let fleet = Fleet::start().await?;
-    let _spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
-    wait_registered(&fleet, "c1").await?;
-    fleet.cli(&["accept", "c1"]).await?;
-    fleet
-        .wait_available("c1", ConditionStatus::False, WAIT)
+    let _spoke = fleet
+        .join(fleet.spoke_config("c1", None)?, ConditionStatus::False)
         .await?;
     let state = fleet.nats.dir.path().join("spokes/c1/state");
     let tls = fleetbus_nats::TlsFiles {
@@ -246,11 +237,8 @@ async fn deny_and_delete_revoke_access() -> anyhow::Result<()> {
 #[tokio::test]
 async fn spoke_rotates_its_certificate_without_restart() -> anyhow::Result<()> {
     let fleet = Fleet::start_with(|c| c.spoke_cert_validity = Duration::from_secs(8)).await?;
-    let spoke = fleet.start_spoke(fleet.spoke_config("c1", None)?);
-    wait_registered(&fleet, "c1").await?;
-    fleet.cli(&["accept", "c1"]).await?;
-    fleet
-        .wait_available("c1", ConditionStatus::False, WAIT)
+    let spoke = fleet
+        .join(fleet.spoke_config("c1", None)?, ConditionStatus::False)
         .await?;
     let cert = fleet.nats.dir.path().join("spokes/c1/state/tls.crt");
     let first = pki::inspect(&std::fs::read_to_string(&cert)?)?;
