@@ -182,6 +182,52 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains(FORBIDDEN));
     assert!(out.status.success());
 
+    // `proxy serve`: a kubeconfig (0600) any client uses unchanged, removed on Ctrl-C.
+    let kubeconfig = fleet.nats.dir.path().join("served.kubeconfig");
+    let mut serve = as_user(
+        fleet,
+        "alice",
+        &[
+            "proxy",
+            "serve",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()?;
+    eventually("the served kubeconfig", WAIT, || {
+        let ready = kubeconfig.is_file();
+        async move { ready.then_some(()) }
+    })
+    .await?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&kubeconfig)?.permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "deployments", "-A"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Command::new("kill")
+        .args(["-INT", &serve.id().to_string()])
+        .status()?;
+    assert!(serve.wait()?.success());
+    assert!(!kubeconfig.exists(), "the kubeconfig outlived the proxy");
+
     // A watch delivers what happens after it started.
     let mut watch = kubectl_as(
         fleet,
