@@ -52,39 +52,13 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             cluster,
             msa: name,
             hub,
-        } => done(
-            msa::grant(
-                &hub,
-                Grant {
-                    user,
-                    cluster,
-                    msa: name,
-                    ..Default::default()
-                },
-                false,
-                out,
-            )
-            .await,
-        ),
+        } => done(msa::grant(&hub, grant(user, cluster, name), false, out).await),
         Command::Revoke {
             user,
             cluster,
             msa: name,
             hub,
-        } => done(
-            msa::grant(
-                &hub,
-                Grant {
-                    user,
-                    cluster,
-                    msa: name,
-                    ..Default::default()
-                },
-                true,
-                out,
-            )
-            .await,
-        ),
+        } => done(msa::grant(&hub, grant(user, cluster, name), true, out).await),
         Command::Whoami { hub } => {
             let client = hub_client::HubClient::connect(&hub).await?;
             let me: WhoAmIReply = client.call(ApiEndpoint::WhoAmI, &WhoAmIRequest {}).await?;
@@ -144,6 +118,15 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             };
             done(audit::tail(&hub, options, out).await)
         }
+    }
+}
+
+fn grant(user: String, cluster: String, msa: String) -> Grant {
+    Grant {
+        user,
+        cluster,
+        msa,
+        ..Default::default()
     }
 }
 

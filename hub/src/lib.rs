@@ -147,16 +147,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: metrics.clone(),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
-    let serve = |topic, name| {
-        (
-            client.clone(),
-            subjects.clone(),
-            topic,
-            t.clone(),
-            s.clone(),
-            name,
-        )
-    };
     tracker.spawn(log_exit(
         "join",
         registration::serve_join(
@@ -169,41 +159,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             s.clone(),
         ),
     ));
-    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Renew, "renew");
+    let spokes = spoke_requests::Server {
+        client: client.clone(),
+        subjects: subjects.clone(),
+        tracker: t.clone(),
+        shutdown: s.clone(),
+    };
     let renewals = (store.clone(), signer, audit.clone());
-    tracker.spawn(log_exit(
-        name,
-        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, request| {
-            let (store, signer, audit) = renewals.clone();
-            async move {
-                let reply = registration::renew(&store, &signer, &cluster, request).await?;
-                let not_after = fleetbus_nats::pki::inspect(&reply.certificate_pem)
-                    .map_or(0, |i| i.not_after_ms);
-                audit
-                    .emit(registration::cert_event(&cluster, "rotate", not_after))
-                    .await;
-                Ok(reply)
-            }
-        }),
-    ));
-    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Token, "token reports");
+    spokes.spawn("renew", HubTopic::Renew, move |cluster, request| {
+        let (store, signer, audit) = renewals.clone();
+        async move {
+            let reply = registration::renew(&store, &signer, &cluster, request).await?;
+            let not_after =
+                fleetbus_nats::pki::inspect(&reply.certificate_pem).map_or(0, |i| i.not_after_ms);
+            audit
+                .emit(registration::cert_event(&cluster, "rotate", not_after))
+                .await;
+            Ok(reply)
+        }
+    });
     let reports = msa.clone();
-    tracker.spawn(log_exit(
-        name,
-        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, report| {
-            let msa = reports.clone();
-            async move { msa.report(&cluster, report).await }
-        }),
-    ));
-    let (c, sub, topic, tr, sd, name) = serve(HubTopic::Sync, "sync");
+    spokes.spawn("token reports", HubTopic::Token, move |cluster, report| {
+        let msa = reports.clone();
+        async move { msa.report(&cluster, report).await }
+    });
     let syncs = msa.clone();
-    tracker.spawn(log_exit(
-        name,
-        spoke_requests::serve(c, sub, topic, tr, sd, move |cluster, _: SyncRequest| {
-            let msa = syncs.clone();
-            async move { msa.desired(&cluster).await }
-        }),
-    ));
+    spokes.spawn("sync", HubTopic::Sync, move |cluster, _: SyncRequest| {
+        let msa = syncs.clone();
+        async move { msa.desired(&cluster).await }
+    });
     tracker.spawn(log_exit(
         "heartbeats",
         heartbeats::serve_heartbeats(

@@ -12,6 +12,45 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{ApiError, respond};
 
+/// What every spoke-facing request loop shares.
+#[derive(Clone)]
+pub struct Server {
+    /// The hub's connection.
+    pub client: async_nats::Client,
+    /// Subjects of this fleet.
+    pub subjects: Subjects,
+    /// Tracks the loop and its handlers.
+    pub tracker: TaskTracker,
+    /// Ends the loop.
+    pub shutdown: CancellationToken,
+}
+
+impl Server {
+    /// Starts serving `topic` with `handler`; a loop that fails is logged as `name`.
+    pub fn spawn<Req, Resp, F, Fut>(&self, name: &'static str, topic: HubTopic, handler: F)
+    where
+        Req: Message + Default + Send + 'static,
+        Resp: Message + 'static,
+        F: Fn(ClusterName, Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+    {
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let served = serve(
+                this.client,
+                this.subjects,
+                topic,
+                this.tracker,
+                this.shutdown,
+                handler,
+            );
+            if let Err(e) = served.await {
+                tracing::error!(task = name, error = %e, "hub task failed");
+            }
+        });
+    }
+}
+
 /// Serves `topic` from every cluster (queue group: one replica answers) until `shutdown`.
 pub async fn serve<Req, Resp, F, Fut>(
     client: async_nats::Client,

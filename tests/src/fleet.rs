@@ -298,3 +298,22 @@ impl Fleet {
         Ok(all)
     }
 }
+
+impl Fleet {
+    /// `fleetbus create msa NAME --cluster cluster1 --rules-file F`, with `rules` (YAML) in F.
+    pub async fn create_msa_with_rules(&self, name: &str, rules: &str) -> anyhow::Result<String> {
+        let path = self.nats.dir.path().join(format!("{name}-rules.yaml"));
+        std::fs::write(&path, rules)?;
+        let path = path.display().to_string();
+        self.cli(&[
+            "create",
+            "msa",
+            name,
+            "--cluster",
+            "cluster1",
+            "--rules-file",
+            &path,
+        ])
+        .await
+    }
+}

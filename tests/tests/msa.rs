@@ -60,21 +60,11 @@ async fn msa_with_rules_lists_deployments_and_is_refused_pods() -> anyhow::Resul
         )
         .await?;
 
-    let rules = fleet.nats.dir.path().join("rules.yaml");
-    std::fs::write(
-        &rules,
-        "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n",
-    )?;
     let created = fleet
-        .cli(&[
-            "create",
-            "msa",
+        .create_msa_with_rules(
             "dep",
-            "--cluster",
-            "cluster1",
-            "--rules-file",
-            rules.to_str().unwrap(),
-        ])
+            "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n",
+        )
         .await?;
     assert_eq!(
         created,
@@ -297,18 +287,8 @@ async fn bad_msa_requests_are_clear_errors() -> anyhow::Result<()> {
             .await
             .contains("invalid service account name")
     );
-    let rules = fleet.nats.dir.path().join("bad.yaml");
-    std::fs::write(&rules, "- verbs: [get]\n  resorces: [pods]\n")?;
     let e = fleet
-        .cli(&[
-            "create",
-            "msa",
-            "dep",
-            "--cluster",
-            "cluster1",
-            "--rules-file",
-            rules.to_str().unwrap(),
-        ])
+        .create_msa_with_rules("dep", "- verbs: [get]\n  resorces: [pods]\n")
         .await
         .unwrap_err();
     assert!(e.to_string().contains("resorces"), "{e}");

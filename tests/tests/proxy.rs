@@ -84,21 +84,8 @@ async fn seed() -> anyhow::Result<Seed> {
     let config = fleet.spoke_config("cluster1", Some(&kube))?;
     let stats = config.stats.clone();
     let spoke = fleet.join(config, ConditionStatus::True).await?;
-    let rules = fleet.nats.dir.path().join("rules.yaml");
-    std::fs::write(
-        &rules,
-        "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list, watch]\n",
-    )?;
     fleet
-        .cli(&[
-            "create",
-            "msa",
-            "dep",
-            "--cluster",
-            "cluster1",
-            "--rules-file",
-            rules.to_str().unwrap(),
-        ])
+        .create_msa_with_rules("dep", "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list, watch]\n")
         .await?;
     eventually("dep token", WAIT, || async {
         fleet
