@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/fleetbus/v1/cluster.proto",
         "proto/fleetbus/v1/msa.proto",
+        "proto/fleetbus/v1/work.proto",
         "proto/fleetbus/v1/audit.proto",
         "proto/fleetbus/v1/api.proto",
     ];

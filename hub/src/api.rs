@@ -9,8 +9,9 @@ use bytes::Bytes;
 use fleetbus_nats::audit::Auditor;
 use fleetbus_nats::system;
 use fleetbus_schema::v1::{
-    Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, Credential, CredentialList, Empty,
-    Grant, ManagedServiceAccount, MsaListRequest, MsaRef, WhoAmIReply,
+    Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, CreateWorkRequest, Credential,
+    CredentialList, Empty, Grant, ManagedServiceAccount, MsaListRequest, MsaRef, UploadChunk,
+    WhoAmIReply, WorkListRequest, WorkRef,
 };
 use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
 use futures::StreamExt;
@@ -30,6 +31,8 @@ pub struct Api {
     pub store: ClusterStore,
     /// Managed service accounts, tokens and grants.
     pub msa: MsaService,
+    /// ManifestWorks.
+    pub works: crate::work::WorkService,
     /// Signs spoke certificates on accept.
     pub signer: Arc<Signer>,
     /// Live availability.
@@ -215,6 +218,41 @@ impl Api {
             }
             ApiEndpoint::GrantList => self.msa.grants().await?.encode_to_vec(),
             ApiEndpoint::CredentialsList => self.credentials().await?.encode_to_vec(),
+            ApiEndpoint::WorkCreate => {
+                let request = decode::<CreateWorkRequest>(subject, payload).map_err(bad)?;
+                self.works
+                    .create(caller.as_str(), request)
+                    .await?
+                    .encode_to_vec()
+            }
+            ApiEndpoint::WorkUpload => {
+                let chunk = decode::<UploadChunk>(subject, payload).map_err(bad)?;
+                self.works
+                    .manifests
+                    .put_chunk(
+                        caller.as_str(),
+                        &chunk.upload_id,
+                        chunk.index,
+                        chunk.data.into(),
+                    )
+                    .await?;
+                Empty {}.encode_to_vec()
+            }
+            ApiEndpoint::WorkGet => {
+                let r = decode::<WorkRef>(subject, payload).map_err(bad)?;
+                self.works.get(&r.cluster, &r.name).await?.encode_to_vec()
+            }
+            ApiEndpoint::WorkList => {
+                let r = decode::<WorkListRequest>(subject, payload).map_err(bad)?;
+                self.works.list(&r.cluster).await?.encode_to_vec()
+            }
+            ApiEndpoint::WorkDelete => {
+                let r = decode::<WorkRef>(subject, payload).map_err(bad)?;
+                self.works
+                    .delete(&r.cluster, &r.name)
+                    .await?
+                    .encode_to_vec()
+            }
         };
         Ok(Bytes::from(body))
     }

@@ -1,7 +1,10 @@
 //! What an audit event says a hub API call was about, read from its request.
 
 use fleetbus_schema::ApiEndpoint;
-use fleetbus_schema::v1::{ClusterNames, Grant, ManagedServiceAccount, MsaListRequest, MsaRef};
+use fleetbus_schema::v1::{
+    ClusterNames, CreateWorkRequest, Grant, ManagedServiceAccount, MsaListRequest, MsaRef,
+    WorkListRequest, WorkRef,
+};
 use prost::Message;
 
 /// `(cluster, object)` of a call; undecodable requests are described as such.
@@ -47,6 +50,26 @@ pub fn describe(endpoint: ApiEndpoint, payload: &[u8]) -> (String, String) {
         ApiEndpoint::GrantList => (String::new(), "grant".into()),
         ApiEndpoint::CredentialsList => (String::new(), "credential".into()),
         ApiEndpoint::WhoAmI => (String::new(), "identity".into()),
+        ApiEndpoint::WorkCreate => {
+            let Ok(r) = CreateWorkRequest::decode(payload) else {
+                return undecodable();
+            };
+            let work = r.work.unwrap_or_default();
+            (work.cluster, format!("work/{}", work.name))
+        }
+        ApiEndpoint::WorkGet | ApiEndpoint::WorkDelete => {
+            let Ok(r) = WorkRef::decode(payload) else {
+                return undecodable();
+            };
+            (r.cluster, format!("work/{}", r.name))
+        }
+        ApiEndpoint::WorkList => {
+            let cluster = WorkListRequest::decode(payload)
+                .map(|r| r.cluster)
+                .unwrap_or_default();
+            (cluster, "work".into())
+        }
+        ApiEndpoint::WorkUpload => (String::new(), "work-upload".into()),
     }
 }
 

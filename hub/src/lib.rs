@@ -11,12 +11,15 @@ pub mod config;
 pub mod error;
 pub mod heartbeats;
 pub mod liveness;
+pub mod manifests;
 pub mod msa;
 pub mod msa_spec;
 pub mod registration;
 pub mod secrets;
 pub mod spoke_requests;
 pub mod store;
+pub mod work;
+pub mod work_spec;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +30,7 @@ use fleetbus_nats::audit::{self as audit_events, Auditor};
 use fleetbus_nats::callout::Callout;
 use fleetbus_nats::connect::{self, connect_retrying};
 use fleetbus_nats::server::AuthKeys;
-use fleetbus_schema::v1::SyncRequest;
+use fleetbus_schema::v1::{DesiredState, SyncRequest};
 use fleetbus_schema::{HubTopic, Identity};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -118,7 +121,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let audit = Auditor::new(client.clone(), subjects.clone(), &Identity::Hub);
     let secrets_key = secrets::load_key(&config.pki.secrets_key())?;
-    let Some((store, msa)) = open_state(&client, &config, secrets_key, &audit, &shutdown).await
+    let Some((store, msa, works)) =
+        open_state(&client, &config, secrets_key, &audit, &shutdown).await
     else {
         return Ok(());
     };
@@ -138,6 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let api = Arc::new(api::Api {
         store: store.clone(),
         msa: msa.clone(),
+        works: works.clone(),
         signer: signer.clone(),
         liveness: liveness.clone(),
         sys: sys.clone(),
@@ -183,10 +188,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let msa = reports.clone();
         async move { msa.report(&cluster, report).await }
     });
-    let syncs = msa.clone();
+    let syncs = (msa.clone(), works.clone());
     spokes.spawn("sync", HubTopic::Sync, move |cluster, _: SyncRequest| {
-        let msa = syncs.clone();
-        async move { msa.desired(&cluster).await }
+        let (msa, works) = syncs.clone();
+        async move {
+            Ok(DesiredState {
+                service_accounts: msa.desired(&cluster).await?,
+                works: works.desired(&cluster).await?,
+            })
+        }
+    });
+    let statuses = works.clone();
+    spokes.spawn("work status", HubTopic::Work, move |cluster, report| {
+        let works = statuses.clone();
+        async move { works.report(&cluster, report).await }
+    });
+    spokes.spawn("manifests", HubTopic::Manifests, move |cluster, request| {
+        let works = works.clone();
+        async move { works.chunk(&cluster, request).await }
     });
     tracker.spawn(log_exit(
         "heartbeats",
@@ -232,7 +251,7 @@ async fn open_state(
     secrets_key: [u8; 32],
     audit: &Auditor,
     shutdown: &CancellationToken,
-) -> Option<(ClusterStore, msa::MsaService)> {
+) -> Option<(ClusterStore, msa::MsaService, work::WorkService)> {
     let js = async_nats::jetstream::new(client.clone());
     let (s, replicas) = (&config.subjects, config.replicas);
     let open = || async {
@@ -257,7 +276,21 @@ async fn open_state(
         )
         .await
         .map_err(|e| anyhow::anyhow!("audit stream: {e}"))?;
-        anyhow::Ok((clusters, service))
+        let works = work::WorkService {
+            works: store::Bucket::open(&js, &s.works_bucket(), replicas, shutdown).await?,
+            manifests: manifests::ManifestStore::open(
+                &js,
+                &s.manifests_store(),
+                &s.uploads_bucket(),
+                replicas,
+            )
+            .await?,
+            clusters: clusters.clone(),
+            client: client.clone(),
+            subjects: s.clone(),
+            audit: audit.clone(),
+        };
+        anyhow::Ok((clusters, service, works))
     };
     let mut attempt = 0;
     loop {

@@ -4,8 +4,8 @@
 //! (`<prefix>.hub.<cluster>.sync`), which only ever answers for the asking cluster.
 
 use fleetbus_schema::v1::{
-    AuditEvent, Condition, ConditionStatus, DesiredState, Grant, GrantList, ManagedServiceAccount,
-    MsaList, MsaStatus, TokenReply, TokenReport, TokenReportAck, TokenSecret,
+    AuditEvent, Condition, ConditionStatus, Grant, GrantList, ManagedServiceAccount, MsaList,
+    MsaStatus, TokenReply, TokenReport, TokenReportAck, TokenSecret,
 };
 use fleetbus_schema::{ClusterName, Subjects, UserName};
 use prost::Message;
@@ -215,11 +215,12 @@ impl MsaService {
         })
     }
 
-    /// What `cluster` should have.
-    pub async fn desired(&self, cluster: &ClusterName) -> Result<DesiredState, ApiError> {
-        Ok(DesiredState {
-            service_accounts: self.msas.list(&format!("{cluster}.")).await?,
-        })
+    /// The MSAs `cluster` should have.
+    pub async fn desired(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Vec<ManagedServiceAccount>, ApiError> {
+        Ok(self.msas.list(&format!("{cluster}.")).await?)
     }
 
     /// A token-sync event from `cluster` (the subject's identity token, set by nats-server).

@@ -4,6 +4,7 @@
 //! Everything hub, spoke, CLI and auditors agree on lives here. This crate does no I/O and must
 //! not depend on NATS, Kubernetes or any runtime.
 
+pub mod chunks;
 pub mod codec;
 pub mod headers;
 pub mod identity;

@@ -19,6 +19,10 @@ pub enum HubTopic {
     Token,
     /// Fetch the desired state for this cluster (request/reply).
     Sync,
+    /// ManifestWork status (request/reply).
+    Work,
+    /// Fetch a chunk of a work's manifests (request/reply).
+    Manifests,
 }
 
 impl HubTopic {
@@ -28,6 +32,8 @@ impl HubTopic {
             Self::Renew => "renew",
             Self::Token => "token",
             Self::Sync => "sync",
+            Self::Work => "work",
+            Self::Manifests => "manifests",
         }
     }
 }
@@ -61,11 +67,21 @@ pub enum ApiEndpoint {
     GrantList,
     /// Every certificate and token the hub issued or holds, with expiry (admin).
     CredentialsList,
+    /// Create or update a ManifestWork (admin).
+    WorkCreate,
+    /// Upload one chunk of a large work's manifests (admin).
+    WorkUpload,
+    /// One work with status (admin).
+    WorkGet,
+    /// Works of one or all clusters (admin).
+    WorkList,
+    /// Delete a work; the spoke removes its resources (admin).
+    WorkDelete,
 }
 
 impl ApiEndpoint {
     /// All endpoints, for registering the service.
-    pub const ALL: [ApiEndpoint; 13] = [
+    pub const ALL: [ApiEndpoint; 18] = [
         Self::WhoAmI,
         Self::ClustersList,
         Self::ClustersAccept,
@@ -79,6 +95,11 @@ impl ApiEndpoint {
         Self::GrantDelete,
         Self::GrantList,
         Self::CredentialsList,
+        Self::WorkCreate,
+        Self::WorkUpload,
+        Self::WorkGet,
+        Self::WorkList,
+        Self::WorkDelete,
     ];
 
     /// `(resource, verb)`.
@@ -97,6 +118,11 @@ impl ApiEndpoint {
             Self::GrantDelete => ("grants", "delete"),
             Self::GrantList => ("grants", "list"),
             Self::CredentialsList => ("credentials", "list"),
+            Self::WorkCreate => ("work", "create"),
+            Self::WorkUpload => ("work", "upload"),
+            Self::WorkGet => ("work", "get"),
+            Self::WorkList => ("work", "list"),
+            Self::WorkDelete => ("work", "delete"),
         }
     }
 
@@ -122,6 +148,11 @@ impl ApiEndpoint {
             Self::GrantDelete => ("grant", "revoke"),
             Self::GrantList => ("grant", "list"),
             Self::CredentialsList => ("credential", "list"),
+            Self::WorkCreate => ("work", "create"),
+            Self::WorkUpload => ("work", "upload"),
+            Self::WorkGet => ("work", "get"),
+            Self::WorkList => ("work", "list"),
+            Self::WorkDelete => ("work", "delete"),
         }
     }
 
@@ -309,6 +340,21 @@ impl Subjects {
         format!("{}-msa", self.prefix)
     }
 
+    /// JetStream KV bucket holding ManifestWork specs and status.
+    pub fn works_bucket(&self) -> String {
+        format!("{}-works", self.prefix)
+    }
+
+    /// JetStream Object Store holding the manifests of works.
+    pub fn manifests_store(&self) -> String {
+        format!("{}-manifests", self.prefix)
+    }
+
+    /// JetStream KV bucket holding chunks of large works being uploaded (expire after an hour).
+    pub fn uploads_bucket(&self) -> String {
+        format!("{}-uploads", self.prefix)
+    }
+
     /// JetStream KV bucket holding encrypted service-account tokens.
     pub fn tokens_bucket(&self) -> String {
         format!("{}-tokens", self.prefix)
@@ -387,6 +433,21 @@ mod tests {
                 "_INBOX.fleet.bootstrap.>",
             ),
             (s.clusters_bucket(), "fleet-clusters"),
+            (s.works_bucket(), "fleet-works"),
+            (s.manifests_store(), "fleet-manifests"),
+            (s.uploads_bucket(), "fleet-uploads"),
+            (
+                s.hub(&c("cluster1"), HubTopic::Work),
+                "fleet.hub.cluster1.work",
+            ),
+            (
+                s.hub(&c("cluster1"), HubTopic::Manifests),
+                "fleet.hub.cluster1.manifests",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WorkCreate),
+                "fleet.api.alice.work.create",
+            ),
             (s.msa_bucket(), "fleet-msa"),
             (s.tokens_bucket(), "fleet-tokens"),
             (s.grants_bucket(), "fleet-grants"),
