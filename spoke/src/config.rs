@@ -59,6 +59,13 @@ pub struct Args {
         default_value = "open-cluster-management-managed-serviceaccount"
     )]
     pub msa_namespace: String,
+    /// Namespace where the spoke records what each ManifestWork applied (one ConfigMap per work).
+    #[arg(
+        long,
+        env = "FLEETBUS_WORK_NAMESPACE",
+        default_value = "fleetbus-agent"
+    )]
+    pub work_namespace: String,
     /// Serve /metrics, /healthz and /readyz here (for example 0.0.0.0:9090).
     #[arg(long, env = "FLEETBUS_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -92,6 +99,8 @@ pub struct Config {
     pub renew_fraction: f64,
     /// Namespace of managed service accounts.
     pub msa_namespace: String,
+    /// Namespace of the applied-work records.
+    pub work_namespace: String,
     /// Refresh MSA tokens after this fraction of their actual lifetime (0.8; tests shorten it).
     pub token_refresh_fraction: f64,
     /// Live counters of this spoke, for whoever observes it.
@@ -182,6 +191,8 @@ impl Args {
         config.join_interval = self.join_interval;
         fleetbus_schema::names::validate_label("namespace", &self.msa_namespace)?;
         config.msa_namespace = self.msa_namespace;
+        fleetbus_schema::names::validate_label("namespace", &self.work_namespace)?;
+        config.work_namespace = self.work_namespace;
         config.metrics_addr = self.metrics_addr;
         Ok(config)
     }
@@ -212,6 +223,7 @@ impl Config {
             join_interval: Duration::from_secs(2),
             renew_fraction: 0.77,
             msa_namespace: "open-cluster-management-managed-serviceaccount".into(),
+            work_namespace: "fleetbus-agent".into(),
             token_refresh_fraction: 0.8,
             stats: std::sync::Arc::new(Stats::new()),
             metrics_addr: None,

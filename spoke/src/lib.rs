@@ -4,6 +4,7 @@
 //! Must not depend on the hub.
 
 pub mod config;
+pub mod desired;
 pub mod join;
 pub mod kube;
 pub mod msa;
@@ -12,6 +13,7 @@ pub mod tokens;
 pub mod tunnel;
 pub mod tunnel_stream;
 pub mod upstream;
+pub mod work;
 
 use tokio_util::sync::CancellationToken;
 

@@ -63,6 +63,7 @@ pub async fn run(
         .set("fleetbus_spoke_connected", &[], 1.0);
     config.stats.metrics.set_ready(true);
     let session = shutdown.child_token();
+    let desired = crate::desired::spawn(client.clone(), config.clone(), session.clone());
     let tasks = [
         tokio::spawn(heartbeats(
             client.clone(),
@@ -75,6 +76,14 @@ pub async fn run(
             client.clone(),
             config.clone(),
             kube.clone(),
+            desired.clone(),
+            session.clone(),
+        )),
+        tokio::spawn(crate::work::run(
+            client.clone(),
+            config.clone(),
+            kube.clone(),
+            desired,
             session.clone(),
         )),
         tokio::spawn(crate::tunnel::serve(

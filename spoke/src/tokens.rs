@@ -1,5 +1,4 @@
-//! The spoke's MSA loop: sync the desired MSAs from the hub (on connect, on a change notice,
-//! and every 30 s), make each real, report its token as a token-sync event, refresh it when
+//! The spoke's MSA loop: for the desired MSAs the hub sends (see `desired`), make each real, report its token as a token-sync event, refresh it when
 //! 80 % of its actual lifetime has passed, and remove what the hub no longer wants.
 
 use std::collections::HashMap;
@@ -7,17 +6,15 @@ use std::time::Duration;
 
 use fleetbus_nats::rpc::{self, RpcError};
 use fleetbus_schema::HubTopic;
-use fleetbus_schema::v1::{
-    DesiredState, ManagedServiceAccount, SyncRequest, TokenReport, TokenReportAck,
-};
-use futures::StreamExt;
+use fleetbus_schema::v1::{DesiredState, ManagedServiceAccount, TokenReport, TokenReportAck};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::desired::Desired;
 use crate::kube::Kube;
 use crate::msa::{Reconciler, now_ms};
 
-/// Full resync period (notices are core NATS and may be missed).
+/// Look again at least this often.
 const RESYNC: Duration = Duration::from_secs(30);
 /// Retry period after a failure.
 const RETRY: Duration = Duration::from_secs(10);
@@ -39,40 +36,29 @@ struct Tracked {
 }
 
 /// Runs until `stop`.
-pub async fn run(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+pub async fn run(
+    client: async_nats::Client,
+    config: Config,
+    kube: Kube,
+    mut desired: Desired,
+    stop: CancellationToken,
+) {
     let reconciler = Reconciler::new(kube.client.clone(), config.msa_namespace.clone());
-    let mut notices = match client
-        .subscribe(config.subjects.spoke_changed(&config.cluster))
-        .await
-    {
-        Ok(sub) => sub,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to change notices");
-            return;
-        }
-    };
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     loop {
-        let wait = match sync(&client, &config).await {
-            Ok(desired) => {
-                reconcile(&client, &config, &kube, &reconciler, desired, &mut tracked).await
+        let current = desired.borrow_and_update().clone();
+        let wait = match current {
+            Some(current) => {
+                reconcile(&client, &config, &kube, &reconciler, current, &mut tracked).await
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "sync with the hub failed");
-                RETRY
-            }
+            None => RESYNC,
         };
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = notices.next() => {}
+            changed = desired.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-async fn sync(client: &async_nats::Client, config: &Config) -> Result<DesiredState, RpcError> {
-    let subject = config.subjects.hub(&config.cluster, HubTopic::Sync);
-    rpc::call(client, subject, &SyncRequest {}).await
 }
 
 /// Brings the cluster to `desired`; returns how long until something is due.

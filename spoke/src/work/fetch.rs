@@ -1,0 +1,83 @@
+//! Fetching a work's manifests from the hub in chunks (`<prefix>.hub.<cluster>.manifests`),
+//! checked against their SHA-256 digest and kept while the work wants them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fleetbus_nats::rpc;
+use fleetbus_schema::HubTopic;
+use fleetbus_schema::v1::{ManifestWork, Manifests, ManifestsChunk, ManifestsChunkRequest};
+use prost::Message;
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// Each manifest parsed, or why it does not parse.
+pub type Parsed = Arc<Vec<Result<Value, String>>>;
+
+/// Manifests by digest.
+pub struct Fetcher {
+    client: async_nats::Client,
+    subject: String,
+    cache: HashMap<String, Parsed>,
+}
+
+impl Fetcher {
+    /// A fetcher for this spoke.
+    pub fn new(client: async_nats::Client, config: &Config) -> Self {
+        Self {
+            client,
+            subject: config.subjects.hub(&config.cluster, HubTopic::Manifests),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The manifests of `work`.
+    pub async fn get(&mut self, work: &ManifestWork) -> Result<Parsed, String> {
+        if let Some(parsed) = self.cache.get(&work.manifests_digest) {
+            return Ok(parsed.clone());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(work.manifests_size).unwrap_or(0));
+        loop {
+            let request = ManifestsChunkRequest {
+                name: work.name.clone(),
+                digest: work.manifests_digest.clone(),
+                offset: bytes.len() as i64,
+            };
+            let chunk: ManifestsChunk = rpc::call(&self.client, self.subject.clone(), &request)
+                .await
+                .map_err(|e| format!("cannot fetch the manifests: {e}"))?;
+            if chunk.data.is_empty() && (bytes.len() as i64) < chunk.total_size {
+                return Err("the hub sent an empty chunk".into());
+            }
+            bytes.extend_from_slice(&chunk.data);
+            if bytes.len() as i64 >= chunk.total_size {
+                break;
+            }
+        }
+        let digest = data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        if digest != work.manifests_digest {
+            return Err("the manifests do not match their digest".into());
+        }
+        let manifests = Manifests::decode(bytes.as_slice())
+            .map_err(|e| format!("undecodable manifests: {e}"))?;
+        let parsed: Parsed = Arc::new(
+            manifests
+                .objects
+                .iter()
+                .map(|raw| {
+                    serde_json::from_slice(raw).map_err(|e| format!("not a JSON object: {e}"))
+                })
+                .collect(),
+        );
+        self.cache
+            .insert(work.manifests_digest.clone(), parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Drops manifests no desired work uses.
+    pub fn retain(&mut self, digests: &[&str]) {
+        self.cache.retain(|d, _| digests.contains(&d.as_str()));
+    }
+}
