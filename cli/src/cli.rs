@@ -241,6 +241,21 @@ pub enum CertsCommand {
 /// `fleetbus get …`
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
+    /// ManifestWorks with their status.
+    #[command(alias = "manifestwork", alias = "works")]
+    Work {
+        /// One work (needs --cluster).
+        name: Option<String>,
+        /// Only this cluster's works.
+        #[arg(long, default_value = "")]
+        cluster: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Managed service accounts with their token status.
     #[command(alias = "managedserviceaccount")]
     Msa {
@@ -306,6 +321,30 @@ pub enum GetCommand {
 /// `fleetbus create …`
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
+    /// A ManifestWork: Kubernetes objects (or one OCM ManifestWork) the cluster must have.
+    #[command(alias = "manifestwork")]
+    Work {
+        /// Work name (a DNS-1123 label).
+        name: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// YAML or JSON file of objects or a ManifestWork; `-` reads stdin.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Update the work if it exists (a new generation when anything changed).
+        #[arg(long)]
+        overwrite: bool,
+        /// Wait until the cluster reports the result (non-zero exit on failure or timeout).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// A managed service account: a ServiceAccount on the cluster whose rotated token the hub
     /// keeps (OCM managed-serviceaccount), optionally with its RBAC rules.
     #[command(alias = "managedserviceaccount")]
@@ -345,6 +384,24 @@ pub enum TokenOutput {
 /// `fleetbus delete …`
 #[derive(Debug, Subcommand)]
 pub enum DeleteCommand {
+    /// A ManifestWork; the cluster removes its resources as its deleteOption says.
+    #[command(alias = "manifestwork")]
+    Work {
+        /// Work name.
+        name: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Wait until the cluster has removed the resources.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
     /// Remove a managed service account: its ServiceAccount, RBAC and hub token.
     #[command(alias = "managedserviceaccount")]
     Msa {

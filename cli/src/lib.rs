@@ -13,6 +13,7 @@ pub mod local;
 pub mod msa;
 pub mod output;
 pub mod proxy;
+pub mod work;
 
 use std::io::Write;
 
@@ -46,6 +47,16 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Command::Delete {
             what: DeleteCommand::Msa { name, cluster, hub },
         } => done(msa::delete(&hub, &cluster, &name, out).await),
+        Command::Delete {
+            what:
+                DeleteCommand::Work {
+                    name,
+                    cluster,
+                    wait,
+                    timeout,
+                    hub,
+                },
+        } => done(work::delete(&hub, &cluster, &name, wait.then_some(timeout), out).await),
         Command::Create { what } => done(create(what, out).await),
         Command::Grant {
             user,
@@ -146,6 +157,12 @@ async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
             hub,
         } => msa::token(&hub, &cluster, &name, output, out).await,
         GetCommand::Grants { output, hub } => msa::grants(&hub, output, out).await,
+        GetCommand::Work {
+            name,
+            cluster,
+            output,
+            hub,
+        } => work::get(&hub, &cluster, name.as_deref(), output, out).await,
         GetCommand::Credentials { dir, output, hub } => {
             credentials::get(&hub, dir.as_deref(), output, out).await
         }
@@ -153,6 +170,30 @@ async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    match what {
+        CreateCommand::Work {
+            name,
+            cluster,
+            file,
+            overwrite,
+            wait,
+            timeout,
+            hub,
+        } => {
+            let options = work::CreateOptions {
+                name: &name,
+                cluster: &cluster,
+                file: &file,
+                overwrite,
+                wait: wait.then_some(timeout),
+            };
+            work::create(&hub, options, out).await
+        }
+        msa @ CreateCommand::Msa { .. } => create_msa(msa, out).await,
+    }
+}
+
+async fn create_msa(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let CreateCommand::Msa {
         name,
         cluster,
@@ -161,7 +202,10 @@ async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()>
         rules_file,
         rules_namespace,
         hub,
-    } = what;
+    } = what
+    else {
+        anyhow::bail!("not a managed service account");
+    };
     let rules = match rules_file {
         Some(path) => msa::read_rules(&path)?,
         None => Vec::new(),

@@ -59,6 +59,26 @@ pub fn timestamp(ms: i64) -> serde_json::Value {
         .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
+/// A condition as Kubernetes prints it.
+pub fn condition(c: &fleetbus_schema::v1::Condition) -> serde_json::Value {
+    serde_json::json!({
+        "type": c.r#type,
+        "status": status_text(c.status()),
+        "reason": c.reason,
+        "message": c.message,
+        "lastTransitionTime": timestamp(c.last_transition_ms),
+    })
+}
+
+/// `True`, `False` or `Unknown`.
+pub fn status_text(status: fleetbus_schema::v1::ConditionStatus) -> &'static str {
+    match status {
+        fleetbus_schema::v1::ConditionStatus::True => "True",
+        fleetbus_schema::v1::ConditionStatus::False => "False",
+        _ => "Unknown",
+    }
+}
+
 /// Now as Unix milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
