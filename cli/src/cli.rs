@@ -340,7 +340,7 @@ pub enum CreateCommand {
         wait: bool,
         /// How long --wait waits.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-        timeout: Duration,
+        wait_timeout: Duration,
         /// Hub connection.
         #[command(flatten)]
         hub: HubFlags,
@@ -397,7 +397,7 @@ pub enum DeleteCommand {
         wait: bool,
         /// How long --wait waits.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-        timeout: Duration,
+        wait_timeout: Duration,
         /// Hub connection.
         #[command(flatten)]
         hub: HubFlags,
@@ -462,4 +462,14 @@ pub struct HubFlags {
     /// How long to wait for the hub.
     #[arg(long, env = "FLEETBUS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_do_not_clash() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -12,7 +12,7 @@ use fleetbus_schema::chunks;
 use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
-use crate::work_spec::{MAX_MANIFESTS_BYTES, digest};
+use crate::work_spec::{MAX_MANIFESTS_BYTES, digest, too_large};
 
 /// How long an unfinished upload is kept.
 const UPLOAD_TTL: Duration = Duration::from_secs(3600);
@@ -88,10 +88,11 @@ impl ManifestStore {
         data: Bytes,
     ) -> Result<(), ApiError> {
         upload_id(id)?;
-        if index < 0 || index as usize >= chunks::count(MAX_MANIFESTS_BYTES) {
-            return Err(ApiError::bad_request(format!(
-                "chunk index {index} is out of range"
-            )));
+        if index < 0 {
+            return Err(ApiError::bad_request("chunk index must not be negative"));
+        }
+        if index as usize >= chunks::count(MAX_MANIFESTS_BYTES) {
+            return Err(too_large(0));
         }
         self.uploads
             .put(format!("{user}.{id}.{index}"), data)

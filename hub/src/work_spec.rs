@@ -45,14 +45,22 @@ pub fn validate(work: &ManifestWork) -> Result<ClusterName, ApiError> {
     Ok(cluster)
 }
 
+/// The error for manifests of `len` bytes (0: unknown, more than the limit).
+pub fn too_large(len: usize) -> ApiError {
+    let size = if len == 0 {
+        "more than that".to_owned()
+    } else {
+        format!("{len} bytes")
+    };
+    ApiError::bad_request(format!(
+        "a work may carry at most 16 MiB of manifests ({MAX_MANIFESTS_BYTES} bytes); these are {size}"
+    ))
+}
+
 /// Decodes and checks encoded manifests; returns how many objects they hold.
 pub fn validate_manifests(encoded: &[u8]) -> Result<usize, ApiError> {
     if encoded.len() > MAX_MANIFESTS_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "the manifests are {} bytes; a work may carry at most {} bytes (16 MiB)",
-            encoded.len(),
-            MAX_MANIFESTS_BYTES
-        )));
+        return Err(too_large(encoded.len()));
     }
     let manifests = Manifests::decode(encoded)
         .map_err(|e| ApiError::bad_request(format!("undecodable manifests: {e}")))?;
@@ -145,11 +153,7 @@ mod tests {
     fn oversized_manifests_are_refused_with_the_limit() {
         let big = vec![b' '; MAX_MANIFESTS_BYTES + 1];
         let err = validate_manifests(&big).unwrap_err();
-        assert!(
-            err.message.contains("at most 16777216 bytes"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("at most 16 MiB"), "{}", err.message);
     }
 
     #[test]
