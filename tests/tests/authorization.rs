@@ -6,8 +6,12 @@
 use std::time::Duration;
 
 use fleetbus_nats::pki::Ca;
+use fleetbus_nats::rpc;
 use fleetbus_nats::{TlsFiles, pki};
-use fleetbus_schema::v1::{JoinReply, JoinRequest, JoinStatus};
+use fleetbus_schema::v1::{
+    DesiredState, JoinReply, JoinRequest, JoinStatus, ManifestsChunk, ManifestsChunkRequest,
+    SyncRequest,
+};
 use fleetbus_schema::{ApiEndpoint, ClusterName, HubTopic, Identity, UserName, decode};
 use fleetbus_tests::Fleet;
 use prost::Message;
@@ -35,6 +39,8 @@ async fn a_spoke_is_confined_to_its_own_cluster() -> anyhow::Result<()> {
         s.hub(&c("cluster1"), HubTopic::Renew),
         s.hub(&c("cluster1"), HubTopic::Token),
         s.hub(&c("cluster1"), HubTopic::Sync),
+        s.hub(&c("cluster1"), HubTopic::Work),
+        s.hub(&c("cluster1"), HubTopic::Manifests),
         s.spoke_changed(&c("cluster1")),
         s.kapi_open(&c("cluster1")),
         format!("{}.spoke.cluster1.notice", s.prefix()),
@@ -56,6 +62,48 @@ async fn a_spoke_is_confined_to_its_own_cluster() -> anyhow::Result<()> {
     ] {
         spoke2.subscribe_refused(subject).await?;
     }
+
+    // cluster1's work, asked for on cluster2's own subject: the hub answers for the subject's
+    // cluster only, so cluster2 learns nothing about it.
+    let path = fleet.nats.dir.path().join("secret.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: default}\n",
+    )?;
+    let path = path.display().to_string();
+    fleet
+        .cli(&[
+            "create",
+            "work",
+            "secret",
+            "--cluster",
+            "cluster1",
+            "-f",
+            &path,
+        ])
+        .await?;
+    let ask = ManifestsChunkRequest {
+        name: "secret".into(),
+        ..Default::default()
+    };
+    let refused = rpc::call::<_, ManifestsChunk>(
+        &spoke2.client,
+        s.hub(&c("cluster2"), HubTopic::Manifests),
+        &ask,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "work secret not found on cluster cluster2"
+    );
+    let desired: DesiredState = rpc::call(
+        &spoke2.client,
+        s.hub(&c("cluster2"), HubTopic::Sync),
+        &SyncRequest {},
+    )
+    .await?;
+    assert!(desired.works.is_empty());
     Ok(())
 }
 
@@ -229,10 +277,19 @@ async fn users_need_admin_rights_for_cluster_decisions_and_see_clear_errors() ->
     let mut fleet = Fleet::start().await?;
     assert_eq!(fleet.cli_as("alice", &["whoami"]).await?, "user:alice\n");
     assert_eq!(fleet.cli(&["whoami"]).await?, "user:admin (admin)\n");
+    let manifest = fleet.nats.dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+    )?;
+    let manifest = manifest.display().to_string();
     for args in [
         &["accept", "c1"][..],
         &["deny", "c1"],
         &["delete", "cluster", "c1"],
+        &["create", "work", "w", "--cluster", "c1", "-f", &manifest],
+        &["get", "work"],
+        &["delete", "work", "w", "--cluster", "c1"],
     ] {
         let err = fleet.cli_as("alice", args).await.unwrap_err();
         assert_eq!(err.to_string(), "user alice is not a hub admin");
