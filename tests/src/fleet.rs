@@ -317,3 +317,31 @@ impl Fleet {
         .await
     }
 }
+
+/// The `fleetbus` binary next to the test binaries (target/debug/fleetbus).
+pub fn fleetbus_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(|p| p.parent()).unwrap_or(&exe);
+    let bin = dir.join("fleetbus");
+    assert!(
+        bin.is_file(),
+        "build the workspace binaries first: {} missing",
+        bin.display()
+    );
+    bin
+}
+
+impl Fleet {
+    /// `fleetbus ARGS` as `user`, as a person would run it (flags from the environment).
+    pub fn command_as(&self, user: &str, args: &[&str]) -> std::process::Command {
+        let flags = self.flags_for(user).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = std::process::Command::new(fleetbus_bin());
+        cmd.args(args)
+            .env("FLEETBUS_NATS_URL", &flags.nats_url)
+            .env("FLEETBUS_CA", &flags.ca)
+            .env("FLEETBUS_CERT", &flags.cert)
+            .env("FLEETBUS_KEY", &flags.key)
+            .env("FLEETBUS_SUBJECT_PREFIX", &flags.subject_prefix);
+        cmd
+    }
+}

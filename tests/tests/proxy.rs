@@ -23,31 +23,6 @@ use kube::api::{Api, PostParams};
 const WAIT: Duration = Duration::from_secs(30);
 const FORBIDDEN: &str = r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:open-cluster-management-managed-serviceaccount:dep" cannot list resource "pods" in API group "" at the cluster scope"#;
 
-/// The `fleetbus` binary next to this test binary (target/debug/fleetbus).
-fn fleetbus() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("fleetbus");
-    assert!(
-        bin.is_file(),
-        "build the workspace binaries first: {} missing",
-        bin.display()
-    );
-    bin
-}
-
-/// `fleetbus …` as `user`, as a person would run it (flags from the environment).
-fn as_user(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
-    let flags = fleet.flags_for(user).unwrap();
-    let mut cmd = Command::new(fleetbus());
-    cmd.args(args)
-        .env("FLEETBUS_NATS_URL", &flags.nats_url)
-        .env("FLEETBUS_CA", &flags.ca)
-        .env("FLEETBUS_CERT", &flags.cert)
-        .env("FLEETBUS_KEY", &flags.key)
-        .env("FLEETBUS_SUBJECT_PREFIX", &flags.subject_prefix);
-    cmd
-}
-
 /// `fleetbus proxy kubectl --cluster cluster1 --sa dep -- ARGS` as `user`.
 fn kubectl_as(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
     let mut argv = vec![
@@ -60,7 +35,7 @@ fn kubectl_as(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
         "--",
     ];
     argv.extend_from_slice(args);
-    as_user(fleet, user, &argv)
+    fleet.command_as(user, &argv)
 }
 
 /// A fleet with cluster1 on a real apiserver, accepted, and MSA `dep` that may list deployments
@@ -140,23 +115,23 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), FORBIDDEN);
 
     // The interactive mode, through its prompt.
-    let mut child = as_user(
-        fleet,
-        "alice",
-        &[
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "-i",
-        ],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()?;
+    let mut child = fleet
+        .command_as(
+            "alice",
+            &[
+                "proxy",
+                "kubectl",
+                "--cluster",
+                "cluster1",
+                "--sa",
+                "dep",
+                "-i",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     child
         .stdin
         .take()
@@ -171,22 +146,22 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
 
     // `proxy serve`: a kubeconfig (0600) any client uses unchanged, removed on Ctrl-C.
     let kubeconfig = fleet.nats.dir.path().join("served.kubeconfig");
-    let mut serve = as_user(
-        fleet,
-        "alice",
-        &[
-            "proxy",
-            "serve",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--kubeconfig-out",
-            kubeconfig.to_str().unwrap(),
-        ],
-    )
-    .stdout(Stdio::null())
-    .spawn()?;
+    let mut serve = fleet
+        .command_as(
+            "alice",
+            &[
+                "proxy",
+                "serve",
+                "--cluster",
+                "cluster1",
+                "--sa",
+                "dep",
+                "--kubeconfig-out",
+                kubeconfig.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .spawn()?;
     eventually("the served kubeconfig", WAIT, || {
         let ready = kubeconfig.is_file();
         async move { ready.then_some(()) }
@@ -404,12 +379,9 @@ async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::
         "{:?}",
         started.elapsed()
     );
-    let health = as_user(
-        fleet,
-        "admin",
-        &["proxy", "health", "--cluster", "cluster1"],
-    )
-    .output()?;
+    let health = fleet
+        .command_as("admin", &["proxy", "health", "--cluster", "cluster1"])
+        .output()?;
     assert!(!health.status.success());
     assert!(String::from_utf8_lossy(&health.stdout).contains("unreachable"));
     Ok(())

@@ -11,13 +11,16 @@ use fleetbus_schema::v1::ConditionStatus;
 use fleetbus_tests::fleet::Running;
 use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+const FORBIDDEN: &str = r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:open-cluster-management-managed-serviceaccount:dep" cannot list resource "pods" in API group "" at the cluster scope"#;
 
 const DEP_ROLE: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -202,6 +205,44 @@ async fn seed_works_reach_cluster1_only() -> anyhow::Result<()> {
     ] {
         assert!(yaml.contains(want), "{want} missing in\n{yaml}");
     }
+    // The seed's example: MSA dep has no rules of its own; the two works give it its rights.
+    fleet
+        .cli(&["create", "msa", "dep", "--cluster", "cluster1"])
+        .await?;
+    fleet
+        .cli(&["grant", "alice", "--cluster", "cluster1", "--msa", "dep"])
+        .await?;
+    eventually("token reported", WAIT, || async {
+        fleet
+            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await?;
+    let kubectl = |args: &[&str]| {
+        let mut argv = vec![
+            "proxy",
+            "kubectl",
+            "--cluster",
+            "cluster1",
+            "--sa",
+            "dep",
+            "--",
+        ];
+        argv.extend_from_slice(args);
+        fleet.command_as("alice", &argv).output().unwrap()
+    };
+    let listed = kubectl(&["get", "deployments", "-A"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let refused = kubectl(&["get", "pods", "-A"]);
+    assert!(!refused.status.success());
+    assert_eq!(String::from_utf8_lossy(&refused.stderr).trim(), FORBIDDEN);
+
     // Works of a cluster that never joined are refused; duplicates need --overwrite.
     let err = create_work(&fleet, "x", "cluster9", DEP_ROLE, &[])
         .await
@@ -595,5 +636,68 @@ async fn an_8_mib_work_round_trips_and_oversize_is_refused() -> anyhow::Result<(
         .unwrap_err()
         .to_string();
     assert!(err.contains("at most 16 MiB"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_without_rights_reports_the_apiservers_refusal() -> anyhow::Result<()> {
+    let fleet = Fleet::start().await?;
+    let kube = fleet.kube("cluster1").await?;
+    // The spoke runs as a service account that may manage ConfigMaps and namespaces only.
+    let admin = kube.admin_client().await?;
+    let rbac = serde_yaml::from_str::<ClusterRole>(
+        "metadata: {name: limited}\nrules:\n- {apiGroups: [''], resources: [configmaps, namespaces], verbs: ['*']}\n",
+    )?;
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &rbac)
+        .await?;
+    let binding = serde_yaml::from_str::<ClusterRoleBinding>(
+        "metadata: {name: limited}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: limited}\nsubjects: [{kind: ServiceAccount, name: limited, namespace: default}]\n",
+    )?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "default");
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_yaml::from_str("metadata: {name: limited}")?,
+        )
+        .await?;
+    let token: TokenRequest = accounts
+        .create_subresource(
+            "token",
+            "limited",
+            &PostParams::default(),
+            &TokenRequest::default(),
+        )
+        .await?;
+    let kubeconfig = fleet.nats.dir.path().join("limited.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        KubeServer::kubeconfig_for(
+            &kube.url,
+            &kube.ca_pem,
+            &token.status.unwrap().token,
+            "limited",
+        ),
+    )?;
+    let mut config = fleet.spoke_config("cluster1", Some(&kube))?;
+    config.kubeconfig = Some(kubeconfig);
+    let _spoke = fleet.join(config, ConditionStatus::True).await?;
+
+    let manifests = format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: default}}\n",
+        config_map("allowed", "yes")
+    );
+    let err = create_work(&fleet, "mixed", "cluster1", &manifests, &["--wait"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"manifests[1] Secret default/s: secrets "s" is forbidden: User "system:serviceaccount:default:limited" cannot"#),
+        "{err}"
+    );
+    assert_eq!(data_of(&kube, "allowed").await.as_deref(), Some("yes"));
     Ok(())
 }
