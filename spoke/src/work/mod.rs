@@ -5,8 +5,10 @@
 //! A deleted work's resources are removed as its `deleteOption` says before the hub forgets it.
 
 pub mod apply;
+pub mod cluster;
 pub mod fetch;
 pub mod jsonpath;
+pub mod memory;
 pub mod order;
 pub mod record;
 pub mod status;
@@ -30,8 +32,9 @@ use crate::config::Config;
 use crate::desired::Desired;
 use crate::kube::Kube;
 use crate::msa::now_ms;
-use apply::{Applier, Target, declared_meta};
-use record::{Record, Records, Resource};
+use apply::{Target, declared_meta};
+use cluster::{Cluster, KubeCluster};
+use record::{Record, Resource};
 use status::{Failure, Live};
 
 /// Look at every work this often even without events.
@@ -50,29 +53,45 @@ struct Known {
     failures: u32,
 }
 
-struct Loop {
+struct Loop<C> {
     client: async_nats::Client,
     config: Config,
-    applier: Applier,
-    records: Records,
+    cluster: C,
     saved: HashMap<String, Record>,
     fetcher: fetch::Fetcher,
-    watches: watch::Watches,
     works: HashMap<String, Known>,
     retry: HashMap<String, Instant>,
 }
 
-/// Runs until `stop`.
+/// Runs against the real cluster until `stop`.
 pub async fn run(
     client: async_nats::Client,
     config: Config,
     kube: Kube,
-    mut desired: Desired,
+    desired: Desired,
     stop: CancellationToken,
 ) {
-    let records = Records::new(kube.client.clone(), config.work_namespace.clone());
+    let (changed_tx, changed) = mpsc::unbounded_channel();
+    let cluster = KubeCluster::new(
+        kube.client.clone(),
+        config.work_namespace.clone(),
+        changed_tx,
+        stop.clone(),
+    );
+    run_on(client, config, cluster, desired, changed, stop).await;
+}
+
+/// Runs against `cluster` until `stop`; `changed` names works whose objects changed.
+pub async fn run_on<C: Cluster>(
+    client: async_nats::Client,
+    config: Config,
+    cluster: C,
+    mut desired: Desired,
+    mut changed: mpsc::UnboundedReceiver<String>,
+    stop: CancellationToken,
+) {
     let saved = loop {
-        match records.load().await {
+        match cluster.load_records().await {
             Ok(saved) => break saved,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read applied-work records; retrying");
@@ -83,14 +102,11 @@ pub async fn run(
             }
         }
     };
-    let (changed_tx, mut changed) = mpsc::unbounded_channel();
     let mut this = Loop {
         fetcher: fetch::Fetcher::new(client.clone(), &config),
         client,
-        applier: Applier::new(kube.client.clone()),
-        records,
+        cluster,
         saved,
-        watches: watch::Watches::new(kube.client.clone(), changed_tx, stop.clone()),
         config,
         works: HashMap::new(),
         retry: HashMap::new(),
@@ -139,7 +155,7 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-impl Loop {
+impl<C: Cluster> Loop<C> {
     /// Takes a new desired list; returns the works to reconcile now.
     async fn update_desired(&mut self, works: Vec<ManifestWork>) -> Vec<String> {
         let mut due = Vec::new();
@@ -267,7 +283,7 @@ impl Loop {
                     continue;
                 }
             };
-            let target = match self.applier.resolve(object).await {
+            let target = match self.cluster.resolve(object).await {
                 Ok(t) => t,
                 Err(failure) => {
                     conditions[i] = Some(status::manifest(
@@ -291,9 +307,9 @@ impl Loop {
                 .resources
                 .iter()
                 .find(|r| r.same_object(&Resource::new(&target, String::new(), false)));
-            let live = self.applier.get(&target).await;
+            let live = self.cluster.get(&target).await;
             let (result, live) = match self
-                .applier
+                .cluster
                 .apply(&target, object, &strategy, live, earlier.is_some())
                 .await
             {
@@ -309,12 +325,12 @@ impl Loop {
                     if let Some(e) = earlier {
                         resources.push(e.clone());
                     }
-                    let live = self.applier.get(&target).await;
+                    let live = self.cluster.get(&target).await;
                     (Err(failure), live)
                 }
             };
             if target.resource.kind == "CustomResourceDefinition" {
-                self.applier.forget_kinds();
+                self.cluster.forget_kinds();
             }
             conditions[i] = Some(status::manifest(
                 target.meta(i),
@@ -339,7 +355,7 @@ impl Loop {
             .filter(|r| !record.resources.iter().any(|n| n.same_object(r)))
         {
             if gone.created && !record.keeps(gone) {
-                match self.applier.delete(&gone.target(), &gone.uid).await {
+                match self.cluster.delete(&gone.target(), &gone.uid).await {
                     Ok(_) => {
                         tracing::info!(work = %work.name, kind = %gone.kind, name = %gone.name, "removed a dropped manifest")
                     }
@@ -351,7 +367,7 @@ impl Loop {
         }
         let mut saved_ok = true;
         if self.saved.get(&work.name) != Some(&record) {
-            match self.records.save(&work.name, &record).await {
+            match self.cluster.save_record(&work.name, &record).await {
                 Ok(()) => {
                     self.saved.insert(work.name.clone(), record);
                 }
@@ -361,7 +377,7 @@ impl Loop {
                 }
             }
         }
-        self.watches.set(&work.name, &targets);
+        self.cluster.watch(&work.name, &targets);
         let mut status = WorkStatus {
             conditions: known_status.conditions.clone(),
             manifests: conditions.into_iter().flatten().collect(),
@@ -414,7 +430,7 @@ impl Loop {
             .collect();
         doomed.sort_by_key(|r| std::cmp::Reverse(order::rank(&r.kind)));
         for r in doomed {
-            match self.applier.delete(&r.target(), &r.uid).await {
+            match self.cluster.delete(&r.target(), &r.uid).await {
                 Ok(gone) => all_gone &= gone,
                 Err(f) => {
                     tracing::warn!(work = name, kind = %r.kind, name = %r.name, error = %f.message, "cannot delete");
@@ -426,10 +442,10 @@ impl Loop {
     }
 
     async fn forget(&mut self, name: &str) {
-        match self.records.remove(name).await {
+        match self.cluster.remove_record(name).await {
             Ok(()) => {
                 self.saved.remove(name);
-                self.watches.set(name, &[]);
+                self.cluster.watch(name, &[]);
             }
             Err(e) => {
                 tracing::warn!(work = name, error = %e, "cannot remove the applied-work record")
