@@ -3,9 +3,7 @@
 use std::io::Write;
 
 use fleetbus_schema::ApiEndpoint;
-use fleetbus_schema::v1::{
-    Acceptance, Cluster, ClusterList, ClusterNames, ConditionStatus, ListClustersRequest,
-};
+use fleetbus_schema::v1::{Acceptance, Cluster, ClusterList, ClusterNames, ConditionStatus};
 use serde_json::{Value, json};
 
 use crate::cli::{HubFlags, Output};
@@ -17,9 +15,10 @@ const AVAILABLE: &str = "ManagedClusterConditionAvailable";
 /// Prints the clusters.
 pub async fn get(hub: &HubFlags, output: Output, out: &mut impl Write) -> anyhow::Result<()> {
     let client = HubClient::connect(hub).await?;
-    let list: ClusterList = client
-        .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
-        .await?;
+    let list = ClusterList {
+        items: client.all_clusters().await?,
+        next: String::new(),
+    };
     match output {
         Output::Table => {
             if list.items.is_empty() {

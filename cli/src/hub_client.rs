@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use fleetbus_nats::{TlsFiles, connect};
+use fleetbus_schema::v1::{
+    Cluster, ClusterList, ListClustersRequest, ManifestWork, WorkList, WorkListRequest,
+};
 use fleetbus_schema::{ApiEndpoint, Identity, Subjects, UserName};
 use prost::Message;
 
@@ -99,5 +102,43 @@ impl HubClient {
                 RpcError::Refused { code, message } => CallError::Hub { code, message },
                 other => CallError::Other(other.to_string()),
             })
+    }
+
+    /// Every cluster, page by page.
+    pub async fn all_clusters(&self) -> Result<Vec<Cluster>, CallError> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page: ClusterList = self
+                .call(
+                    ApiEndpoint::ClustersList,
+                    &ListClustersRequest { limit: 0, after },
+                )
+                .await?;
+            all.extend(page.items);
+            if page.next.is_empty() {
+                return Ok(all);
+            }
+            after = page.next;
+        }
+    }
+
+    /// Every work of `cluster` (all clusters when empty), page by page.
+    pub async fn all_works(&self, cluster: &str) -> Result<Vec<ManifestWork>, CallError> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let request = WorkListRequest {
+                cluster: cluster.to_owned(),
+                limit: 0,
+                after,
+            };
+            let page: WorkList = self.call(ApiEndpoint::WorkList, &request).await?;
+            all.extend(page.items);
+            if page.next.is_empty() {
+                return Ok(all);
+            }
+            after = page.next;
+        }
     }
 }

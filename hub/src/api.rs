@@ -10,8 +10,8 @@ use fleetbus_nats::audit::Auditor;
 use fleetbus_nats::system;
 use fleetbus_schema::v1::{
     Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, CreateWorkRequest, Credential,
-    CredentialList, Empty, Grant, ManagedServiceAccount, MsaListRequest, MsaRef, UploadChunk,
-    WhoAmIReply, WorkListRequest, WorkRef,
+    CredentialList, Empty, Grant, ListClustersRequest, ManagedServiceAccount, MsaListRequest,
+    MsaRef, UploadChunk, WhoAmIReply, WorkListRequest, WorkRef,
 };
 use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, decode};
 use futures::StreamExt;
@@ -175,7 +175,10 @@ impl Api {
                 admin,
             }
             .encode_to_vec(),
-            ApiEndpoint::ClustersList => self.list().await?.encode_to_vec(),
+            ApiEndpoint::ClustersList => {
+                let request = decode::<ListClustersRequest>(subject, payload).map_err(bad)?;
+                self.list(&request).await?.encode_to_vec()
+            }
             ApiEndpoint::ClustersAccept
             | ApiEndpoint::ClustersDeny
             | ApiEndpoint::ClustersDelete => {
@@ -244,7 +247,7 @@ impl Api {
             }
             ApiEndpoint::WorkList => {
                 let r = decode::<WorkListRequest>(subject, payload).map_err(bad)?;
-                self.works.list(&r.cluster).await?.encode_to_vec()
+                self.works.list(&r).await?.encode_to_vec()
             }
             ApiEndpoint::WorkDelete => {
                 let r = decode::<WorkRef>(subject, payload).map_err(bad)?;
@@ -301,11 +304,14 @@ impl Api {
         Ok(CredentialList { items })
     }
 
-    async fn list(&self) -> Result<ClusterList, ApiError> {
-        let items = self
-            .store
-            .list("")
-            .await?
+    async fn list(&self, request: &ListClustersRequest) -> Result<ClusterList, ApiError> {
+        let (records, next) = crate::page::page(
+            self.store.list("").await?,
+            |r| r.name.clone(),
+            &request.after,
+            request.limit,
+        );
+        let items = records
             .into_iter()
             .map(|record| Cluster {
                 conditions: self.liveness.conditions(&record),
@@ -316,7 +322,7 @@ impl Api {
                 certificate_not_after_ms: record.certificate_not_after_ms,
             })
             .collect();
-        Ok(ClusterList { items })
+        Ok(ClusterList { items, next })
     }
 
     /// Applies accept/deny/delete to every name; all are attempted, errors are reported together.

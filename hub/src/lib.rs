@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod manifests;
 pub mod msa;
 pub mod msa_spec;
+pub mod page;
 pub mod registration;
 pub mod secrets;
 pub mod spoke_requests;

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use fleetbus_schema::v1::{
     AuditEvent, Condition, ConditionStatus, CreateWorkRequest, ManifestWork, ManifestsChunk,
-    ManifestsChunkRequest, WorkList, WorkStatus, WorkStatusAck, WorkStatusReport,
+    ManifestsChunkRequest, WorkList, WorkListRequest, WorkStatus, WorkStatusAck, WorkStatusReport,
 };
 use fleetbus_schema::{ClusterName, Identity, Subjects, chunks};
 use prost::Message;
@@ -175,17 +175,21 @@ impl WorkService {
         Ok(work)
     }
 
-    /// Works of one cluster, or all.
-    pub async fn list(&self, cluster: &str) -> Result<WorkList, ApiError> {
-        let prefix = if cluster.is_empty() {
+    /// Works of one cluster, or all, a page at a time.
+    pub async fn list(&self, request: &WorkListRequest) -> Result<WorkList, ApiError> {
+        let prefix = if request.cluster.is_empty() {
             String::new()
         } else {
-            names(cluster, "x")?;
-            format!("{cluster}.")
+            names(&request.cluster, "x")?;
+            format!("{}.", request.cluster)
         };
-        Ok(WorkList {
-            items: self.works.list(&prefix).await?,
-        })
+        let (items, next) = crate::page::page(
+            self.works.list(&prefix).await?,
+            |w| key(&w.cluster, &w.name),
+            &request.after,
+            request.limit,
+        );
+        Ok(WorkList { items, next })
     }
 
     /// Asks the spoke to remove the work's resources; the work is gone once it has. A work

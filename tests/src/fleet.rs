@@ -10,8 +10,8 @@ use clap::Parser;
 use fleetbus_cli::cli::{Cli, HubFlags};
 use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::local::kube_server::KubeServer;
-use fleetbus_schema::v1::{Cluster, ClusterList, ConditionStatus, ListClustersRequest};
-use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, UserName};
+use fleetbus_schema::v1::{Cluster, ConditionStatus};
+use fleetbus_schema::{ClusterName, Identity, UserName};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -158,10 +158,7 @@ impl Fleet {
     /// The cluster list as the admin sees it.
     pub async fn clusters(&self) -> anyhow::Result<Vec<Cluster>> {
         let client = HubClient::connect(&self.flags_for("admin")?).await?;
-        let list: ClusterList = client
-            .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
-            .await?;
-        Ok(list.items)
+        Ok(client.all_clusters().await?)
     }
 
     /// One cluster, if registered.

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bytes::Bytes;
-use fleetbus_schema::v1::{Acceptance, ClusterList, ListClustersRequest};
-use fleetbus_schema::{ApiEndpoint, ClusterName};
+use fleetbus_schema::ClusterName;
+use fleetbus_schema::v1::Acceptance;
 use tokio::io::AsyncBufReadExt;
 
 use super::local::request_id;
@@ -122,16 +122,13 @@ pub async fn health(
     let client = HubClient::connect(hub).await?;
     let names: Vec<String> = match only {
         Some(name) => vec![ClusterName::new(name)?.to_string()],
-        None => {
-            let list: ClusterList = client
-                .call(ApiEndpoint::ClustersList, &ListClustersRequest {})
-                .await?;
-            list.items
-                .into_iter()
-                .filter(|c| c.acceptance() == Acceptance::Accepted)
-                .map(|c| c.name)
-                .collect()
-        }
+        None => client
+            .all_clusters()
+            .await?
+            .into_iter()
+            .filter(|c| c.acceptance() == Acceptance::Accepted)
+            .map(|c| c.name)
+            .collect(),
     };
     let mut rows = Vec::new();
     let mut healthy = true;

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use fleetbus_schema::ApiEndpoint;
 use fleetbus_schema::chunks::{self, CHUNK_BYTES};
 use fleetbus_schema::v1::{
-    Condition, ConditionStatus, CreateWorkRequest, Empty, ManifestWork, UploadChunk, WorkList,
-    WorkListRequest, WorkRef,
+    Condition, ConditionStatus, CreateWorkRequest, Empty, ManifestWork, UploadChunk, WorkRef,
 };
 use prost::Message;
 
@@ -240,17 +239,7 @@ pub async fn get(
                     .await?,
             ]
         }
-        None => {
-            let list: WorkList = client
-                .call(
-                    ApiEndpoint::WorkList,
-                    &WorkListRequest {
-                        cluster: cluster.to_owned(),
-                    },
-                )
-                .await?;
-            list.items
-        }
+        None => client.all_works(cluster).await?,
     };
     match output {
         Output::Table if items.is_empty() => writeln!(out, "No works found.")?,
