@@ -279,6 +279,11 @@ impl NatsServer {
         &self.config
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's log file.
     pub fn log_path(&self) -> &Path {
         &self.log_path

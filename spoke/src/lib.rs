@@ -9,6 +9,7 @@ pub mod join;
 pub mod kube;
 pub mod msa;
 pub mod session;
+pub mod sim;
 pub mod tokens;
 pub mod tunnel;
 pub mod tunnel_stream;

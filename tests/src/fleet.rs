@@ -317,15 +317,25 @@ impl Fleet {
 
 /// The `fleetbus` binary next to the test binaries (target/debug/fleetbus).
 pub fn fleetbus_bin() -> PathBuf {
+    sibling_bin("fleetbus")
+}
+
+/// A workspace binary built next to the running one (a test in `deps/` or a binary).
+pub fn sibling_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(|p| p.parent()).unwrap_or(&exe);
-    let bin = dir.join("fleetbus");
-    assert!(
-        bin.is_file(),
-        "build the workspace binaries first: {} missing",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    found.unwrap_or_else(|| {
+        panic!(
+            "build the workspace binaries first (cargo build --bins): {name} missing next to {}",
+            exe.display()
+        )
+    })
 }
 
 impl Fleet {

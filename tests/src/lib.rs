@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod nats_env;
+pub mod scale;
 pub mod wait;
 
 pub use fleet::Fleet;

@@ -3,8 +3,8 @@
 //! Namespaces are assumed to exist; kinds resolve by a fixed rule (`ConfigMap` → `configmaps`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fleetbus_schema::v1::{UpdateStrategy, UpdateStrategyType};
 use kube::api::ApiResource;
@@ -34,8 +34,8 @@ pub struct MemoryCluster {
     objects: Mutex<HashMap<Key, Value>>,
     records: Mutex<HashMap<String, Record>>,
     next_uid: AtomicU64,
-    /// Writes (creates and updates) so far.
-    pub writes: AtomicU64,
+    /// Writes (creates and updates) so far; may be shared by many clusters.
+    pub writes: Arc<AtomicU64>,
 }
 
 fn key(t: &Target) -> Key {
@@ -48,6 +48,14 @@ fn key(t: &Target) -> Key {
 }
 
 impl MemoryCluster {
+    /// An empty cluster counting its writes in `writes`.
+    pub fn counting(writes: Arc<AtomicU64>) -> Self {
+        Self {
+            writes,
+            ..Default::default()
+        }
+    }
+
     /// How many objects exist now.
     pub fn len(&self) -> usize {
         self.objects.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -3,11 +3,14 @@
 //! (the spoke's upstream client), so the ratio is the cost of the NATS tunnel itself.
 //!
 //!     cargo run --release -p fleetbus-tests --bin fleetbus-bench -- proxy [--requests 2000]
+//!
+//! `fleetbus-bench fleet --spokes N`: the fleet-scale benchmark (see `fleetbus_tests::scale`);
+//! it needs `fleetbus-hub` built next to it (`cargo build --release --bins`).
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
+use clap::Parser;
 use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::proxy::tunnel::Tunnel;
 use fleetbus_schema::ClusterName;
@@ -17,19 +20,63 @@ use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
+/// fleetbus benchmarks (not part of the test run; each prints its own comparison).
+#[derive(Debug, Parser)]
+#[command(name = "fleetbus-bench")]
+enum Bench {
+    /// The Kubernetes API tunnel against direct access to the same apiserver.
+    Proxy {
+        /// Sequential small requests per path.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
+    /// Thousands of spokes on one hub: join, steady state, works, losing spokes.
+    Fleet {
+        /// Simulated spokes.
+        #[arg(long, default_value_t = 1000)]
+        spokes: usize,
+        /// Spokes on a real kube-apiserver as well.
+        #[arg(long, default_value_t = 2)]
+        real_spokes: usize,
+        /// How long to measure the steady state.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        steady: Duration,
+        /// Hub API calls in flight when creating, updating and deleting works.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("proxy") {
-        anyhow::bail!("usage: fleetbus-bench proxy [--requests N]");
+    fleetbus_nats::install_crypto_provider();
+    match Bench::parse() {
+        Bench::Proxy { requests } => proxy(requests).await,
+        Bench::Fleet {
+            spokes,
+            real_spokes,
+            steady,
+            concurrency,
+        } => {
+            let options = fleetbus_tests::scale::Options {
+                spokes,
+                real_spokes,
+                steady,
+                concurrency,
+                ..Default::default()
+            };
+            let mut out = std::io::stdout();
+            let report = fleetbus_tests::scale::run(&options, &mut out).await?;
+            println!("\n{}", fleetbus_tests::scale::stats::table(&report.rows));
+            println!(
+                "hub API (whoami every 250 ms) slowest answer during the run: {:.0} ms, {} failed calls; simulated clusters recorded {} writes",
+                report.api_max.as_secs_f64() * 1000.0,
+                report.api_failures,
+                report.simulated_writes
+            );
+            Ok(())
+        }
     }
-    let requests: usize = args
-        .iter()
-        .position(|a| a == "--requests")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(2000), |n| n.parse())
-        .context("--requests takes a number")?;
-    proxy(requests).await
 }
 
 async fn proxy(requests: usize) -> anyhow::Result<()> {

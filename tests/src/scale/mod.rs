@@ -1,0 +1,532 @@
+//! The fleet-scale benchmark (`fleetbus-bench fleet`): N simulated spokes in this process, each
+//! with its own identity from the real join/accept path, its own NATS connection, real
+//! heartbeats and the real work loop applying to an in-memory cluster; a few real spokes on a
+//! real kube-apiserver; the hub as its own process so its CPU and memory can be measured.
+//! Scenarios: join + accept, steady state, one work per cluster (create, update, delete), and
+//! losing 10 % of the spokes. Work latencies are taken from the hub's own audit events (emitted
+//! when a spoke's report reaches the hub) against the wall-clock time each request was sent.
+
+mod hub_process;
+pub mod procfs;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fleetbus_cli::hub_client::HubClient;
+use fleetbus_schema::v1::{
+    Acceptance, ClusterNames, ConditionStatus, CreateWorkRequest, ManifestWork, Manifests,
+    WhoAmIReply, WhoAmIRequest, WorkRef,
+};
+use fleetbus_schema::{ApiEndpoint, Identity};
+use fleetbus_spoke::sim::Probe;
+use fleetbus_spoke::work::memory::MemoryCluster;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{Fleet, Running};
+use crate::nats_env::NatsEnv;
+use hub_process::HubProcess;
+use stats::{Row, summarize};
+
+const AVAILABLE: &str = "ManagedClusterConditionAvailable";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Simulated spokes.
+    pub spokes: usize,
+    /// Spokes on a real kube-apiserver (one apiserver shared by all of them).
+    pub real_spokes: usize,
+    /// How long to measure the steady state.
+    pub steady: Duration,
+    /// Hub API calls in flight when creating, updating or deleting works.
+    pub concurrency: usize,
+    /// How long any one scenario may take.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            spokes: 1000,
+            real_spokes: 2,
+            steady: Duration::from_secs(60),
+            concurrency: 64,
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Report {
+    /// One row per scenario.
+    pub rows: Vec<Row>,
+    /// Slowest hub API answer (`whoami`, every 250 ms) during the run, and failed calls.
+    pub api_max: Duration,
+    /// Hub API calls that failed during the run.
+    pub api_failures: usize,
+    /// Writes the in-memory clusters recorded.
+    pub simulated_writes: u64,
+}
+
+struct Agent {
+    config: fleetbus_spoke::Config,
+    probe: Arc<Probe>,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    started: Instant,
+}
+
+fn start_agent(config: fleetbus_spoke::Config, writes: &Arc<AtomicU64>) -> Agent {
+    let probe = Arc::new(Probe::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(fleetbus_spoke::sim::run(
+        config.clone(),
+        MemoryCluster::counting(writes.clone()),
+        probe.clone(),
+        stop.clone(),
+    ));
+    Agent {
+        config,
+        probe,
+        stop,
+        task,
+        started: Instant::now(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Hub and nats-server resources for a row.
+struct Meter {
+    hub: u32,
+    nats: u32,
+}
+
+impl Meter {
+    fn row(&self, scenario: &str, n: usize, cpu_before: f64, latencies: Vec<Duration>) -> Row {
+        Row {
+            scenario: scenario.into(),
+            n,
+            latencies: summarize(latencies),
+            hub_cpu_s: procfs::cpu_seconds(self.hub) - cpu_before,
+            hub_peak_mib: procfs::rss_mib(self.hub).1,
+            nats_mib: procfs::rss_mib(self.nats).0,
+            note: String::new(),
+        }
+    }
+
+    fn cpu(&self) -> f64 {
+        procfs::cpu_seconds(self.hub)
+    }
+}
+
+/// Runs every scenario, printing progress to stderr and each row to `out` as it completes.
+pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Report> {
+    let fleet = Fleet {
+        nats: NatsEnv::start()?,
+        hub: None,
+    };
+    let hub = HubProcess::start(&fleet)?;
+    fleet.wait_for_hub().await?;
+    let meter = Meter {
+        hub: hub.pid(),
+        nats: fleet.nats.server.pid().unwrap_or(0),
+    };
+    let admin = Arc::new(HubClient::connect(&fleet.flags_for("admin")?).await?);
+    let observer = fleet.nats.connect_as(&Identity::Hub).await?;
+    let events = observer
+        .subscribe(format!("{}.audit.work.>", fleet.nats.subjects.prefix()))
+        .await?;
+    let probing = CancellationToken::new();
+    let prober = tokio::spawn(probe_api(admin.clone(), probing.clone()));
+    let mut rows = Vec::new();
+    let mut emit = |row: Row, out: &mut dyn Write| -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "{}",
+            stats::table(std::slice::from_ref(&row))
+                .lines()
+                .nth(2)
+                .unwrap_or_default()
+        )?;
+        rows.push(row);
+        Ok(())
+    };
+    writeln!(
+        out,
+        "{}",
+        stats::table(&[])
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )?;
+
+    // Join + accept.
+    let writes = Arc::new(AtomicU64::new(0));
+    let cpu = meter.cpu();
+    let mut agents = Vec::with_capacity(options.spokes);
+    for i in 0..options.spokes {
+        let mut config = fleet.spoke_config(&format!("sim-{i:05}"), None)?;
+        config.join_interval = Duration::from_secs(1);
+        agents.push(start_agent(config, &writes));
+    }
+    let kube = if options.real_spokes > 0 {
+        Some(fleet.kube("real").await?)
+    } else {
+        None
+    };
+    let mut real: Vec<Running> = Vec::new();
+    for i in 0..options.real_spokes {
+        let name = format!("real-{i}");
+        let mut config = fleet.spoke_config(&name, kube.as_ref())?;
+        config.work_namespace = format!("fleetbus-agent-{name}");
+        real.push(fleet.start_spoke(config));
+    }
+    let total = options.spokes + options.real_spokes;
+    accept_all(&admin, total, options.timeout).await?;
+    let deadline = Instant::now() + options.timeout;
+    while agents.iter().any(|a| a.probe.connected.get().is_none()) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "spokes did not all connect within {:?}",
+            options.timeout
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let joined: Vec<Duration> = agents
+        .iter()
+        .filter_map(|a| a.probe.connected.get().map(|t| t.duration_since(a.started)))
+        .collect();
+    wait_available(&admin, |_| true, total, options.timeout).await?;
+    let mut row = meter.row(
+        "join + accept (start → connected as the cluster)",
+        total,
+        cpu,
+        joined,
+    );
+    row.note = format!("all {total} Available on the hub");
+    emit(row, out)?;
+
+    // Steady state.
+    let cpu = meter.cpu();
+    let started = Instant::now();
+    tokio::time::sleep(options.steady).await;
+    let mut row = meter.row("steady state (heartbeats)", total, cpu, Vec::new());
+    let cores = row.hub_cpu_s / started.elapsed().as_secs_f64();
+    row.note = format!(
+        "{:.3} hub cores over {:?}; {:.3} cores and {:.0} MiB per 1,000 spokes",
+        cores,
+        options.steady,
+        cores * 1000.0 / total as f64,
+        procfs::rss_mib(meter.hub).0 * 1000.0 / total as f64
+    );
+    let steady_rss = procfs::rss_mib(meter.hub).0;
+    emit(row, out)?;
+
+    // One work per cluster: create, update, delete.
+    let names: Vec<String> = agents
+        .iter()
+        .map(|a| a.config.cluster.to_string())
+        .chain((0..options.real_spokes).map(|i| format!("real-{i}")))
+        .collect();
+    let mut events = events;
+    for (scenario, step) in [
+        ("work fan-out: create → Applied on the hub", Step::Create),
+        ("work update: new generation → Applied", Step::Update),
+        ("work delete: delete → resources gone", Step::Delete),
+    ] {
+        let cpu = meter.cpu();
+        let sent = send_all(&admin, &names, step, options.concurrency).await?;
+        let latencies = collect(&mut events, &sent, step, options.timeout).await?;
+        emit(meter.row(scenario, names.len(), cpu, latencies), out)?;
+    }
+
+    // Lose 10 % of the simulated spokes at once, then bring them back.
+    let cpu = meter.cpu();
+    let lost: Vec<usize> = (0..agents.len()).step_by(10).collect();
+    let lost_names: Vec<String> = lost
+        .iter()
+        .map(|&i| agents[i].config.cluster.to_string())
+        .collect();
+    let t0 = Instant::now();
+    for &i in &lost {
+        agents[i].stop.cancel();
+    }
+    let unknown = time_until(&admin, &lost_names, false, t0, options.timeout).await?;
+    emit(
+        meter.row("10 % of spokes lost → Unknown", lost.len(), cpu, unknown),
+        out,
+    )?;
+    let cpu = meter.cpu();
+    for &i in &lost {
+        let _ = (&mut agents[i].task).await;
+        agents[i] = start_agent(agents[i].config.clone(), &writes);
+    }
+    let t1 = Instant::now();
+    let back = time_until(&admin, &lost_names, true, t1, options.timeout).await?;
+    let mut row = meter.row("lost spokes return → Available", lost.len(), cpu, back);
+    row.note = format!(
+        "hub RSS {:.0} MiB after all scenarios (steady state: {steady_rss:.0} MiB)",
+        procfs::rss_mib(meter.hub).0
+    );
+    emit(row, out)?;
+
+    probing.cancel();
+    let (api_max, api_failures) = prober.await?;
+    for agent in &agents {
+        agent.stop.cancel();
+    }
+    for agent in agents {
+        let _ = agent.task.await;
+    }
+    for spoke in real {
+        let _ = spoke.stop().await;
+    }
+    drop(hub);
+    Ok(Report {
+        rows,
+        api_max,
+        api_failures,
+        simulated_writes: writes.load(Ordering::Relaxed),
+    })
+}
+
+/// Accepts pending clusters as they ask, until `total` are accepted.
+async fn accept_all(admin: &HubClient, total: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let clusters = admin.all_clusters().await?;
+        let accepted = clusters
+            .iter()
+            .filter(|c| c.acceptance() == Acceptance::Accepted)
+            .count();
+        eprintln!("joined and accepted: {accepted}/{total}");
+        if accepted >= total {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {accepted} of {total} clusters accepted within {timeout:?}"
+        );
+        let pending: Vec<String> = clusters
+            .into_iter()
+            .filter(|c| c.acceptance() == Acceptance::Pending)
+            .map(|c| c.name)
+            .collect();
+        for batch in pending.chunks(500) {
+            let _: ClusterNames = admin
+                .call(
+                    ApiEndpoint::ClustersAccept,
+                    &ClusterNames {
+                        names: batch.to_vec(),
+                    },
+                )
+                .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn available(c: &fleetbus_schema::v1::Cluster) -> bool {
+    c.conditions
+        .iter()
+        .any(|k| k.r#type == AVAILABLE && k.status() == ConditionStatus::True)
+}
+
+/// Waits until `count` clusters matching `which` are Available.
+async fn wait_available(
+    admin: &HubClient,
+    which: impl Fn(&str) -> bool,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let up = admin
+            .all_clusters()
+            .await?
+            .iter()
+            .filter(|c| which(&c.name) && available(c))
+            .count();
+        if up >= count {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {up} of {count} clusters Available within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Per cluster of `names`: time from `start` until its availability is first seen as `want`.
+async fn time_until(
+    admin: &HubClient,
+    names: &[String],
+    want: bool,
+    start: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut seen: HashMap<String, Duration> = HashMap::new();
+    while seen.len() < names.len() {
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "{} of {} clusters changed within {timeout:?}",
+            seen.len(),
+            names.len()
+        );
+        let clusters = admin.all_clusters().await?;
+        let at = start.elapsed();
+        for c in clusters
+            .iter()
+            .filter(|c| names.contains(&c.name) && available(c) == want)
+        {
+            seen.entry(c.name.clone()).or_insert(at);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(seen.into_values().collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Sends one request per cluster, `concurrency` at a time; returns when each was sent (Unix ms).
+async fn send_all(
+    admin: &Arc<HubClient>,
+    names: &[String],
+    step: Step,
+    concurrency: usize,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let calls = names.iter().cloned().map(|cluster| {
+        let admin = admin.clone();
+        async move {
+            let sent = now_ms();
+            match step {
+                Step::Delete => {
+                    let r = WorkRef {
+                        cluster: cluster.clone(),
+                        name: "bench".into(),
+                    };
+                    let _: ManifestWork = admin.call(ApiEndpoint::WorkDelete, &r).await?;
+                }
+                Step::Create | Step::Update => {
+                    let data = if step == Step::Create { "v1" } else { "v2" };
+                    let object = serde_json::json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("bench-{cluster}"), "namespace": "default"},
+                        "data": {"generation": data},
+                    });
+                    let request = CreateWorkRequest {
+                        work: Some(ManifestWork {
+                            name: "bench".into(),
+                            cluster: cluster.clone(),
+                            ..Default::default()
+                        }),
+                        overwrite: step == Step::Update,
+                        manifests: Some(Manifests {
+                            objects: vec![serde_json::to_vec(&object)?],
+                        }),
+                        ..Default::default()
+                    };
+                    let _: ManifestWork = admin.call(ApiEndpoint::WorkCreate, &request).await?;
+                }
+            }
+            anyhow::Ok((cluster, sent))
+        }
+    });
+    let mut sent = HashMap::new();
+    let mut results = futures::stream::iter(calls).buffer_unordered(concurrency.max(1));
+    while let Some(result) = results.next().await {
+        let (cluster, at) = result?;
+        sent.insert(cluster, at);
+        if sent.len().is_multiple_of(1000) {
+            eprintln!("{step:?}: {}/{} requests sent", sent.len(), names.len());
+        }
+    }
+    Ok(sent)
+}
+
+/// Latency per cluster from the request to the hub's audit event for the spoke's report.
+async fn collect(
+    events: &mut async_nats::Subscriber,
+    sent: &HashMap<String, i64>,
+    step: Step,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let (action, generation) = match step {
+        Step::Create => ("apply", "generation 1"),
+        Step::Update => ("apply", "generation 2"),
+        Step::Delete => ("delete", ""),
+    };
+    let mut done: HashMap<String, Duration> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while done.len() < sent.len() {
+        let message = match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => anyhow::bail!("the audit subscription ended"),
+            Err(_) => anyhow::bail!(
+                "{step:?}: only {} of {} clusters reported within {timeout:?}",
+                done.len(),
+                sent.len()
+            ),
+        };
+        let Ok(read) = fleetbus_nats::audit::read(
+            &message.subject,
+            message.headers.as_ref(),
+            &message.payload,
+        ) else {
+            continue;
+        };
+        let e = read.event;
+        if !e.actor.starts_with("spoke:")
+            || e.action != action
+            || !e.message.starts_with(generation)
+            || e.outcome != "success"
+        {
+            continue;
+        }
+        if let Some(at) = sent.get(&e.cluster) {
+            let latency = Duration::from_millis((e.time_ms - at).max(0) as u64);
+            done.entry(e.cluster).or_insert(latency);
+            if done.len().is_multiple_of(1000) {
+                eprintln!("{step:?}: {}/{} clusters reported", done.len(), sent.len());
+            }
+        }
+    }
+    Ok(done.into_values().collect())
+}
+
+/// Calls `whoami` every 250 ms until `stop`; returns the slowest answer and the failures.
+async fn probe_api(admin: Arc<HubClient>, stop: CancellationToken) -> (Duration, usize) {
+    let (mut max, mut failures) = (Duration::ZERO, 0);
+    loop {
+        let started = Instant::now();
+        let answer: Result<WhoAmIReply, _> =
+            admin.call(ApiEndpoint::WhoAmI, &WhoAmIRequest {}).await;
+        max = max.max(started.elapsed());
+        if answer.is_err() {
+            failures += 1;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return (max, failures),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}

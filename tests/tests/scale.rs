@@ -1,0 +1,50 @@
+//! The fleet-scale benchmark end to end with 100 simulated spokes and one real one, so it
+//! cannot rot. No timing is asserted: only that every scenario completes and counts what it
+//! should (`fleetbus-bench fleet` runs it at scale and prints the figures).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::time::Duration;
+
+use fleetbus_tests::scale::{Options, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_benchmark_runs_end_to_end() -> anyhow::Result<()> {
+    let options = Options {
+        spokes: 100,
+        real_spokes: 1,
+        steady: Duration::from_secs(2),
+        concurrency: 16,
+        timeout: Duration::from_secs(120),
+    };
+    let mut out = Vec::new();
+    let report = run(&options, &mut out).await?;
+    let printed = String::from_utf8(out)?;
+    let scenarios: Vec<(&str, usize)> = report
+        .rows
+        .iter()
+        .map(|r| (r.scenario.as_str(), r.n))
+        .collect();
+    assert_eq!(
+        scenarios,
+        [
+            ("join + accept (start → connected as the cluster)", 101),
+            ("steady state (heartbeats)", 101),
+            ("work fan-out: create → Applied on the hub", 101),
+            ("work update: new generation → Applied", 101),
+            ("work delete: delete → resources gone", 101),
+            ("10 % of spokes lost → Unknown", 10),
+            ("lost spokes return → Available", 10),
+        ]
+    );
+    for row in &report.rows {
+        assert!(printed.contains(&row.scenario), "{printed}");
+        assert!(row.hub_peak_mib > 0.0, "hub memory is measured");
+    }
+    let measured = |i: usize| report.rows[i].latencies.is_some();
+    assert!([0, 2, 3, 4, 5, 6].into_iter().all(measured));
+    // 100 creates and 100 updates of one object each, in memory.
+    assert_eq!(report.simulated_writes, 200);
+    assert_eq!(report.api_failures, 0);
+    Ok(())
+}
