@@ -173,7 +173,12 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
             .join("\n")
     )?;
 
-    // Join + accept.
+    // Join + accept (the real spokes' apiserver first, so that its start is not counted).
+    let kube = if options.real_spokes > 0 {
+        Some(fleet.kube("real").await?)
+    } else {
+        None
+    };
     let writes = Arc::new(AtomicU64::new(0));
     let cpu = meter.cpu();
     let mut agents = Vec::with_capacity(options.spokes);
@@ -182,11 +187,6 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
         config.join_interval = Duration::from_secs(1);
         agents.push(start_agent(config, &writes));
     }
-    let kube = if options.real_spokes > 0 {
-        Some(fleet.kube("real").await?)
-    } else {
-        None
-    };
     let mut real: Vec<Running> = Vec::new();
     for i in 0..options.real_spokes {
         let name = format!("real-{i}");
@@ -248,9 +248,16 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
         ("work delete: delete → resources gone", Step::Delete),
     ] {
         let cpu = meter.cpu();
+        let first = now_ms();
         let sent = send_all(&admin, &names, step, options.concurrency).await?;
-        let latencies = collect(&mut events, &sent, step, options.timeout).await?;
-        emit(meter.row(scenario, names.len(), cpu, latencies), out)?;
+        let (latencies, last) = collect(&mut events, &sent, step, options.timeout).await?;
+        let mut row = meter.row(scenario, names.len(), cpu, latencies);
+        row.note = format!(
+            "all {} done {} ms after the first request",
+            names.len(),
+            last - first
+        );
+        emit(row, out)?;
     }
 
     // Lose 10 % of the simulated spokes at once, then bring them back.
@@ -463,19 +470,21 @@ async fn send_all(
     Ok(sent)
 }
 
-/// Latency per cluster from the request to the hub's audit event for the spoke's report.
+/// Latency per cluster from the request to the hub's audit event for the spoke's report, and
+/// when the last of them happened (Unix ms).
 async fn collect(
     events: &mut async_nats::Subscriber,
     sent: &HashMap<String, i64>,
     step: Step,
     timeout: Duration,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<(Vec<Duration>, i64)> {
     let (action, generation) = match step {
         Step::Create => ("apply", "generation 1"),
         Step::Update => ("apply", "generation 2"),
         Step::Delete => ("delete", ""),
     };
     let mut done: HashMap<String, Duration> = HashMap::new();
+    let mut last = 0;
     let deadline = tokio::time::Instant::now() + timeout;
     while done.len() < sent.len() {
         let message = match tokio::time::timeout_at(deadline, events.next()).await {
@@ -504,13 +513,14 @@ async fn collect(
         }
         if let Some(at) = sent.get(&e.cluster) {
             let latency = Duration::from_millis((e.time_ms - at).max(0) as u64);
+            last = last.max(e.time_ms);
             done.entry(e.cluster).or_insert(latency);
             if done.len().is_multiple_of(1000) {
                 eprintln!("{step:?}: {}/{} clusters reported", done.len(), sent.len());
             }
         }
     }
-    Ok(done.into_values().collect())
+    Ok((done.into_values().collect(), last))
 }
 
 /// Calls `whoami` every 250 ms until `stop`; returns the slowest answer and the failures.
