@@ -16,6 +16,7 @@ async fn the_fleet_benchmark_runs_end_to_end() -> anyhow::Result<()> {
         steady: Duration::from_secs(2),
         concurrency: 16,
         timeout: Duration::from_secs(120),
+        ramp_per_second: 0,
     };
     let mut out = Vec::new();
     let report = run(&options, &mut out).await?;

@@ -44,6 +44,9 @@ enum Bench {
         /// Hub API calls in flight when creating, updating and deleting works.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Spokes started per second (0: all at once).
+        #[arg(long, default_value_t = 500)]
+        ramp: usize,
     },
 }
 
@@ -57,12 +60,14 @@ async fn main() -> anyhow::Result<()> {
             real_spokes,
             steady,
             concurrency,
+            ramp,
         } => {
             let options = fleetbus_tests::scale::Options {
                 spokes,
                 real_spokes,
                 steady,
                 concurrency,
+                ramp_per_second: ramp,
                 ..Default::default()
             };
             let mut out = std::io::stdout();

@@ -48,6 +48,10 @@ pub struct Options {
     pub concurrency: usize,
     /// How long any one scenario may take.
     pub timeout: Duration,
+    /// Spokes started per second (0: all at once). Real fleets do not boot in the same
+    /// millisecond, and on one 2-core machine the TLS handshakes of thousands of simultaneous
+    /// connections (both ends on this machine) would measure the CPU, not fleetbus.
+    pub ramp_per_second: usize,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             steady: Duration::from_secs(60),
             concurrency: 64,
             timeout: Duration::from_secs(600),
+            ramp_per_second: 500,
         }
     }
 }
@@ -181,8 +186,15 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
     };
     let writes = Arc::new(AtomicU64::new(0));
     let cpu = meter.cpu();
+    let total = options.spokes + options.real_spokes;
+    let accepting = tokio::spawn(accept_all(admin.clone(), total, options.timeout));
     let mut agents = Vec::with_capacity(options.spokes);
+    let ramp_started = Instant::now();
     for i in 0..options.spokes {
+        if options.ramp_per_second > 0 {
+            let due = Duration::from_secs_f64(i as f64 / options.ramp_per_second as f64);
+            tokio::time::sleep(due.saturating_sub(ramp_started.elapsed())).await;
+        }
         let mut config = fleet.spoke_config(&format!("sim-{i:05}"), None)?;
         config.join_interval = Duration::from_secs(1);
         agents.push(start_agent(config, &writes));
@@ -194,8 +206,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
         config.work_namespace = format!("fleetbus-agent-{name}");
         real.push(fleet.start_spoke(config));
     }
-    let total = options.spokes + options.real_spokes;
-    accept_all(&admin, total, options.timeout).await?;
+    accepting.await??;
     let deadline = Instant::now() + options.timeout;
     while agents.iter().any(|a| a.probe.connected.get().is_none()) {
         anyhow::ensure!(
@@ -310,11 +321,22 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
     })
 }
 
-/// Accepts pending clusters as they ask, until `total` are accepted.
-async fn accept_all(admin: &HubClient, total: usize, timeout: Duration) -> anyhow::Result<()> {
+/// Accepts pending clusters as they ask, until `total` are accepted. A slow answer is retried
+/// (the API prober records how slow the hub was).
+async fn accept_all(admin: Arc<HubClient>, total: usize, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let clusters = admin.all_clusters().await?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "clusters not all accepted within {timeout:?}"
+        );
+        let clusters = match admin.all_clusters().await {
+            Ok(clusters) => clusters,
+            Err(e) => {
+                eprintln!("listing clusters failed ({e}); retrying");
+                continue;
+            }
+        };
         let accepted = clusters
             .iter()
             .filter(|c| c.acceptance() == Acceptance::Accepted)
