@@ -1,7 +1,8 @@
-//! ManifestWork on the hub (OCM work v1): desired works per cluster with their status, the
-//! manifests in the Object Store, status reports from spokes, and deletion that completes when
-//! the spoke says the resources are gone (OCM's finalizer). Spokes learn their works by syncing
-//! and fetch manifests by digest, each only for its own cluster.
+//! ManifestWork on the hub (OCM work v1): desired works per cluster with their status, status
+//! reports from spokes, and deletion that completes when the spoke says the resources are gone
+//! (OCM's finalizer). Small manifests (most works) live in the work's own record and travel
+//! with the spoke's sync; large ones live in the Object Store and are fetched in chunks by
+//! digest. Either way a spoke only ever gets its own cluster's works.
 
 use bytes::Bytes;
 use fleetbus_schema::v1::{
@@ -33,6 +34,11 @@ pub struct WorkService {
     /// Audit events.
     pub audit: fleetbus_nats::audit::Auditor,
 }
+
+/// Manifests up to this size are kept in the work's record and sent with syncs.
+const INLINE_BYTES: usize = 16 * 1024;
+/// Inline manifests a sync reply carries at most; beyond it the spoke fetches them.
+const SYNC_BUDGET: usize = 512 * 1024;
 
 fn key(cluster: &str, name: &str) -> String {
     format!("{cluster}.{name}")
@@ -79,7 +85,8 @@ impl WorkService {
                 .take_upload(caller, &request.upload_id, request.upload_chunks)
                 .await?
         };
-        let count = validate_manifests(&encoded)?;
+        let manifests = validate_manifests(&encoded)?;
+        let inline = encoded.len() <= INLINE_BYTES;
         let work = ManifestWork {
             name: requested.name.clone(),
             cluster: requested.cluster.clone(),
@@ -87,7 +94,8 @@ impl WorkService {
             manifest_configs: requested.manifest_configs,
             manifests_digest: digest(&encoded),
             manifests_size: encoded.len() as i64,
-            manifest_count: count as i32,
+            manifest_count: manifests.objects.len() as i32,
+            manifests: inline.then_some(manifests),
             created_by: caller.to_owned(),
             ..Default::default()
         };
@@ -110,8 +118,10 @@ impl WorkService {
                 return Ok(old.clone());
             }
         }
-        let object = object_name(&work.cluster, &work.name, &work.manifests_digest);
-        self.manifests.put(&object, encoded).await?;
+        if !inline {
+            let object = object_name(&work.cluster, &work.name, &work.manifests_digest);
+            self.manifests.put(&object, encoded).await?;
+        }
         let now = now_ms();
         let stored = self
             .works
@@ -147,9 +157,7 @@ impl WorkService {
             })
             .await?;
         if let Some(old) = previous.filter(|o| o.manifests_digest != stored.manifests_digest) {
-            self.manifests
-                .delete(&object_name(&old.cluster, &old.name, &old.manifests_digest))
-                .await;
+            self.forget_manifests(&old).await;
         }
         self.notify(&cluster).await;
         tracing::info!(%cluster, work = %stored.name, generation = stored.generation, by = caller, "work stored");
@@ -164,7 +172,7 @@ impl WorkService {
             .get(key(cluster, name))
             .await?
             .ok_or_else(|| not_found(cluster, name))?;
-        if work.manifests_size as usize <= chunks::CHUNK_BYTES {
+        if work.manifests.is_none() && work.manifests_size as usize <= chunks::CHUNK_BYTES {
             let object = object_name(cluster, name, &work.manifests_digest);
             let bytes = self.manifests.get(&object, &work.manifests_digest).await?;
             work.manifests = Some(
@@ -189,6 +197,13 @@ impl WorkService {
             &request.after,
             request.limit,
         );
+        let items = items
+            .into_iter()
+            .map(|w| ManifestWork {
+                manifests: None,
+                ..w
+            })
+            .collect();
         Ok(WorkList { items, next })
     }
 
@@ -219,6 +234,9 @@ impl WorkService {
     }
 
     async fn forget_manifests(&self, work: &ManifestWork) {
+        if work.manifests.is_some() {
+            return;
+        }
         self.manifests
             .delete(&object_name(
                 &work.cluster,
@@ -231,8 +249,15 @@ impl WorkService {
     /// What `cluster` should have: its works without status or manifests.
     pub async fn desired(&self, cluster: &ClusterName) -> Result<Vec<ManifestWork>, ApiError> {
         let mut works = self.works.list(&format!("{cluster}.")).await?;
+        let mut budget = SYNC_BUDGET;
         for work in &mut works {
             work.status = None;
+            let size = work.manifests_size as usize;
+            if work.manifests.is_some() && size <= budget {
+                budget -= size;
+            } else {
+                work.manifests = None;
+            }
         }
         Ok(works)
     }
@@ -255,8 +280,13 @@ impl WorkService {
                 request.name
             )));
         }
-        let object = object_name(cluster.as_str(), &work.name, &work.manifests_digest);
-        let bytes = self.manifests.get(&object, &work.manifests_digest).await?;
+        let bytes = match &work.manifests {
+            Some(inline) => inline.encode_to_vec().into(),
+            None => {
+                let object = object_name(cluster.as_str(), &work.name, &work.manifests_digest);
+                self.manifests.get(&object, &work.manifests_digest).await?
+            }
+        };
         let offset = usize::try_from(request.offset).unwrap_or(usize::MAX);
         Ok(ManifestsChunk {
             data: chunks::at(&bytes, offset).to_vec(),

@@ -57,8 +57,8 @@ pub fn too_large(len: usize) -> ApiError {
     ))
 }
 
-/// Decodes and checks encoded manifests; returns how many objects they hold.
-pub fn validate_manifests(encoded: &[u8]) -> Result<usize, ApiError> {
+/// Decodes and checks encoded manifests.
+pub fn validate_manifests(encoded: &[u8]) -> Result<Manifests, ApiError> {
     if encoded.len() > MAX_MANIFESTS_BYTES {
         return Err(too_large(encoded.len()));
     }
@@ -78,7 +78,7 @@ pub fn validate_manifests(encoded: &[u8]) -> Result<usize, ApiError> {
             )));
         }
     }
-    Ok(manifests.objects.len())
+    Ok(manifests)
 }
 
 /// `(group, kind, namespace, name)` of one manifest, or why it is not a Kubernetes object.
@@ -126,7 +126,10 @@ mod tests {
     fn manifests_must_be_named_unique_objects() {
         let cm =
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"n"}}"#;
-        assert_eq!(validate_manifests(&encoded(&[cm])), Ok(1));
+        assert_eq!(
+            validate_manifests(&encoded(&[cm])).map(|m| m.objects.len()),
+            Ok(1)
+        );
         let err = |objects: &[&str]| validate_manifests(&encoded(objects)).unwrap_err().message;
         assert!(err(&[]).contains("at least one"));
         assert!(
@@ -146,7 +149,10 @@ mod tests {
         );
         let other_ns =
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"m"}}"#;
-        assert_eq!(validate_manifests(&encoded(&[cm, other_ns])), Ok(2));
+        assert_eq!(
+            validate_manifests(&encoded(&[cm, other_ns])).map(|m| m.objects.len()),
+            Ok(2)
+        );
     }
 
     #[test]

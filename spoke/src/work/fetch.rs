@@ -1,5 +1,6 @@
-//! Fetching a work's manifests from the hub in chunks (`<prefix>.hub.<cluster>.manifests`),
-//! checked against their SHA-256 digest and kept while the work wants them.
+//! A work's manifests: small ones arrive with the sync, large ones are fetched from the hub in
+//! chunks (`<prefix>.hub.<cluster>.manifests`); both are checked against their SHA-256 digest
+//! and kept while the work wants them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,24 +38,11 @@ impl Fetcher {
         if let Some(parsed) = self.cache.get(&work.manifests_digest) {
             return Ok(parsed.clone());
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(work.manifests_size).unwrap_or(0));
-        loop {
-            let request = ManifestsChunkRequest {
-                name: work.name.clone(),
-                digest: work.manifests_digest.clone(),
-                offset: bytes.len() as i64,
-            };
-            let chunk: ManifestsChunk = rpc::call(&self.client, self.subject.clone(), &request)
-                .await
-                .map_err(|e| format!("cannot fetch the manifests: {e}"))?;
-            if chunk.data.is_empty() && (bytes.len() as i64) < chunk.total_size {
-                return Err("the hub sent an empty chunk".into());
-            }
-            bytes.extend_from_slice(&chunk.data);
-            if bytes.len() as i64 >= chunk.total_size {
-                break;
-            }
-        }
+        let bytes = match &work.manifests {
+            // Small works arrive with the sync.
+            Some(inline) => inline.encode_to_vec(),
+            None => self.download(work).await?,
+        };
         let digest = data_encoding::HEXLOWER
             .encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
         if digest != work.manifests_digest {
@@ -74,6 +62,28 @@ impl Fetcher {
         self.cache
             .insert(work.manifests_digest.clone(), parsed.clone());
         Ok(parsed)
+    }
+
+    /// Fetches manifests the sync did not carry, chunk by chunk.
+    async fn download(&self, work: &ManifestWork) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::with_capacity(usize::try_from(work.manifests_size).unwrap_or(0));
+        loop {
+            let request = ManifestsChunkRequest {
+                name: work.name.clone(),
+                digest: work.manifests_digest.clone(),
+                offset: bytes.len() as i64,
+            };
+            let chunk: ManifestsChunk = rpc::call(&self.client, self.subject.clone(), &request)
+                .await
+                .map_err(|e| format!("cannot fetch the manifests: {e}"))?;
+            if chunk.data.is_empty() && (bytes.len() as i64) < chunk.total_size {
+                return Err("the hub sent an empty chunk".into());
+            }
+            bytes.extend_from_slice(&chunk.data);
+            if bytes.len() as i64 >= chunk.total_size {
+                return Ok(bytes);
+            }
+        }
     }
 
     /// Drops manifests no desired work uses.

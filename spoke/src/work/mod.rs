@@ -163,7 +163,8 @@ impl<C: Cluster> Loop<C> {
         for spec in works {
             let name = spec.name.clone();
             match self.works.get_mut(&name) {
-                Some(known) if known.spec == spec => {}
+                // Whether manifests came inline depends on the sync's size budget, not the spec.
+                Some(known) if same_spec(&known.spec, &spec) => {}
                 Some(known) => {
                     known.spec = spec;
                     known.failures = 0;
@@ -483,6 +484,14 @@ impl<C: Cluster> Loop<C> {
             }
         }
     }
+}
+
+fn same_spec(a: &ManifestWork, b: &ManifestWork) -> bool {
+    let strip = |w: &ManifestWork| ManifestWork {
+        manifests: None,
+        ..w.clone()
+    };
+    strip(a) == strip(b)
 }
 
 fn uid(live: &Live) -> String {
