@@ -4,6 +4,7 @@
 //! Must not depend on the hub.
 
 pub mod config;
+pub mod identity_store;
 pub mod join;
 pub mod kube;
 pub mod msa;
@@ -44,18 +45,13 @@ async fn run_agent(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        if !join::has_valid_certificate(config) {
-            let claims = session::claims(config, kube).await;
-            if !join::join(config, claims, shutdown).await? {
-                return Ok(());
-            }
+        if !identity_store::ensure(config, kube, shutdown).await? {
+            return Ok(());
         }
         match session::run(config, kube, shutdown).await? {
             SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::Revoked => {
-                // Keep the key; a new join with it is pending until an admin accepts again.
-                let _ = std::fs::remove_file(config.spoke_tls().cert);
-            }
+            // Keep the key; a new join with it is pending until an admin accepts again.
+            SessionEnd::Revoked => identity_store::forget(config, kube).await,
         }
     }
 }
