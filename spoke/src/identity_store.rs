@@ -412,7 +412,9 @@ struct Problem {
 impl Problem {
     fn report(&mut self, error: &StoreError) -> Duration {
         let text = error.to_string();
-        if self.last.as_deref() != Some(text.as_str()) {
+        if self.last.as_deref() == Some(text.as_str()) {
+            tracing::debug!(error = %text, "identity secret still unusable");
+        } else {
             tracing::warn!(error = %text, "cannot use the identity secret yet; retrying");
             self.last = Some(text);
         }

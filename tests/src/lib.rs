@@ -4,9 +4,11 @@
 //! the test.
 
 pub mod fleet;
+pub mod forward;
 pub mod nats_env;
 pub mod wait;
 
 pub use fleet::Fleet;
+pub use forward::Forward;
 pub use nats_env::{NatsEnv, captured_logs};
 pub use wait::eventually;
