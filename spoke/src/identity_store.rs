@@ -446,3 +446,43 @@ fn write_if_changed(path: &std::path::Path, pem: &str, private: bool) -> std::io
     }
     write_atomic(path, pem.as_bytes(), private)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_yields_its_key_and_certificate_and_nothing_for_empty_fields() {
+        let secret = |fields: &[(&str, &str)]| Secret {
+            data: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let both = secret(&[(KEY, "k"), (CERT, "c")]);
+        assert_eq!(contents(Some(&both)), (Some("k".into()), Some("c".into())));
+        let key_only = secret(&[(KEY, "k"), (CERT, "")]);
+        assert_eq!(contents(Some(&key_only)), (Some("k".into()), None));
+        assert_eq!(contents(None), (None, None));
+    }
+
+    #[test]
+    fn problems_back_off_and_start_over_once_cleared() {
+        let mut problem = Problem::default();
+        let e = StoreError::Conflict;
+        let first = problem.report(&e);
+        for _ in 0..10 {
+            problem.report(&e);
+        }
+        assert!(
+            problem.report(&e) >= Duration::from_secs(5),
+            "backs off to 5 s"
+        );
+        assert_eq!(problem.last.as_deref(), Some(e.to_string().as_str()));
+        problem.clear();
+        assert!(problem.report(&e) <= first.max(Duration::from_millis(300)));
+    }
+}

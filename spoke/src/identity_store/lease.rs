@@ -7,12 +7,13 @@
 //! written for people reading the Lease, never compared with this replica's clock. Every write
 //! is a compare-and-set on the `resourceVersion` just read, so two replicas cannot both win.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 
 /// The lock, as seen by one replica.
 pub struct LeaseLock {
@@ -20,8 +21,8 @@ pub struct LeaseLock {
     name: String,
     holder: String,
     duration: Duration,
-    /// The `resourceVersion` last seen and when this replica first saw it.
-    seen: Option<(String, Instant)>,
+    /// The Lease's versions as this replica saw them.
+    seen: Sighting,
     /// When this replica last wrote the Lease as its holder.
     renewed: Option<Instant>,
 }
@@ -40,7 +41,7 @@ impl LeaseLock {
             name: name.to_owned(),
             holder,
             duration: duration.max(Duration::from_secs(1)),
-            seen: None,
+            seen: Sighting::default(),
             renewed: None,
         }
     }
@@ -99,13 +100,7 @@ impl LeaseLock {
         let duration = spec
             .lease_duration_seconds
             .map_or(self.duration, |s| Duration::from_secs(s.max(1) as u64));
-        match &self.seen {
-            Some((seen, since)) if *seen == version => since.elapsed() > duration,
-            _ => {
-                self.seen = Some((version, Instant::now()));
-                false
-            }
-        }
+        self.seen.unchanged_for_longer_than(version, duration)
     }
 
     /// Writes the Lease with `holder` (compare-and-set on the version read); `Ok(false)` if
@@ -141,7 +136,9 @@ impl LeaseLock {
         };
         match written {
             Ok(lease) => {
-                self.seen = lease.metadata.resource_version.map(|v| (v, Instant::now()));
+                // Our own write starts the clock other replicas' expiry is measured against.
+                let version = lease.metadata.resource_version.unwrap_or_default();
+                self.seen.unchanged_for_longer_than(version, self.duration);
                 if taking {
                     self.renewed = Some(Instant::now());
                 }
@@ -150,5 +147,51 @@ impl LeaseLock {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// When this replica first saw the Lease's current version.
+#[derive(Default)]
+struct Sighting {
+    seen: Option<(String, Instant)>,
+}
+
+impl Sighting {
+    /// Whether `version` has stood unchanged, as far as this replica saw, for longer than
+    /// `duration`. A version not seen before starts the clock.
+    fn unchanged_for_longer_than(&mut self, version: String, duration: Duration) -> bool {
+        match &self.seen {
+            Some((seen, since)) if *seen == version => since.elapsed() > duration,
+            _ => {
+                self.seen = Some((version, Instant::now()));
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_only_after_a_whole_duration_without_a_change() {
+        let mut sighting = Sighting::default();
+        let duration = Duration::from_secs(15);
+        assert!(
+            !sighting.unchanged_for_longer_than("1".into(), duration),
+            "first sight"
+        );
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!sighting.unchanged_for_longer_than("1".into(), duration));
+        // The holder renewed: the clock starts again, whatever its renewTime says.
+        assert!(!sighting.unchanged_for_longer_than("2".into(), duration));
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!sighting.unchanged_for_longer_than("2".into(), duration));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            sighting.unchanged_for_longer_than("2".into(), duration),
+            "holder gone"
+        );
     }
 }
