@@ -108,7 +108,12 @@ fn every_manifest_parses_and_the_kustomization_lists_them() {
         );
         if let Some(ns) = ns {
             assert!(
-                [NS, "open-cluster-management-managed-serviceaccount"].contains(&ns),
+                [
+                    NS,
+                    "open-cluster-management-managed-serviceaccount",
+                    "fleetbus-agent"
+                ]
+                .contains(&ns),
                 "{file}: {ns}"
             );
         }
@@ -132,9 +137,9 @@ fn every_manifest_parses_and_the_kustomization_lists_them() {
         ("ClusterRoleBinding", 3),
         ("ConfigMap", 1),
         ("Deployment", 1),
-        ("Namespace", 2),
-        ("Role", 2),
-        ("RoleBinding", 2),
+        ("Namespace", 3),
+        ("Role", 3),
+        ("RoleBinding", 3),
         ("ServiceAccount", 1),
     ]);
     assert_eq!(kinds, want);
