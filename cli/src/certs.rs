@@ -66,6 +66,26 @@ pub fn run(command: CertsCommand, out: &mut impl Write) -> anyhow::Result<()> {
             let identity = Identity::Auditor(UserName::new(name)?);
             issue(&PkiDir::new(dir), &identity, validity, out)?;
         }
+        CertsCommand::Server {
+            name,
+            dir,
+            ips,
+            validity,
+        } => {
+            let pki = PkiDir::new(dir);
+            if pki.server(&name).0.exists() {
+                anyhow::bail!("{} already exists", pki.server(&name).0.display());
+            }
+            let (cert, key) = pki.issue_server(&name, &ips, validity).with_context(|| {
+                format!("cannot issue a certificate from {}", pki.root().display())
+            })?;
+            writeln!(
+                out,
+                "nats-server {name}: {} {}",
+                cert.display(),
+                key.display()
+            )?;
+        }
     }
     Ok(())
 }

@@ -236,6 +236,21 @@ pub enum CertsCommand {
         #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
         validity: Duration,
     },
+    /// Issue a certificate for another nats-server, such as a leaf node in a spoke's network
+    /// (servers/NAME.crt, servers/NAME.key).
+    Server {
+        /// The DNS name clients dial.
+        name: String,
+        /// PKI folder holding the CA.
+        #[arg(long, env = "FLEETBUS_PKI_DIR")]
+        dir: PathBuf,
+        /// IP addresses clients may dial too.
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// Lifetime.
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        validity: Duration,
+    },
 }
 
 /// `fleetbus get …`

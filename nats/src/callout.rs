@@ -107,6 +107,12 @@ impl<A: Authorizer> Callout<A> {
         let access = self.authorizer.authorize(identity, &cert).await?;
         tracing::debug!(%identity, ?access, "connection authorized");
         let permissions = permissions_for(identity, &self.subjects, &access);
+        if !permissions.admits(&request.client_kind) {
+            return Err(format!(
+                "{identity} may not connect as {:?}",
+                request.client_kind
+            ));
+        }
         jwt::user_jwt(
             &self.issuer,
             &request.user_nkey,

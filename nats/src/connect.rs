@@ -143,8 +143,10 @@ pub fn reconnect_delay(attempt: usize) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
-/// Connects, retrying with backoff (one log line per failure) until it succeeds or `shutdown`
-/// fires. For long-running services whose server may start after them.
+/// Connects, retrying with backoff until it succeeds or `shutdown` fires. For long-running
+/// services whose server may start after them, or whose certificate files may appear later:
+/// each distinct problem is logged once (as a warning, with its cause), repeats only at debug
+/// level, so a service waiting for a day leaves one clear line, not thousands.
 pub async fn connect_retrying<F>(
     url: &str,
     tls: &TlsFiles,
@@ -156,11 +158,23 @@ where
     F: Fn() -> ConnectOptions,
 {
     let mut attempt = 0;
+    let mut last_problem: Option<String> = None;
     loop {
         match connect(url, tls, identity, make_options()).await {
-            Ok(client) => return Some(client),
+            Ok(client) => {
+                if attempt > 0 {
+                    tracing::info!(%url, %identity, attempt, "nats connection established");
+                }
+                return Some(client);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "nats connection failed; retrying");
+                let problem = with_causes(&e);
+                if last_problem.as_deref() == Some(problem.as_str()) {
+                    tracing::debug!(error = %problem, attempt, "nats connection failed again");
+                } else {
+                    tracing::warn!(error = %problem, attempt, "nats connection failed; retrying with backoff");
+                    last_problem = Some(problem);
+                }
             }
         }
         attempt += 1;
@@ -169,6 +183,21 @@ where
             () = tokio::time::sleep(reconnect_delay(attempt)) => {}
         }
     }
+}
+
+/// An error and its causes on one line, each cause once.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -183,5 +212,21 @@ mod tests {
             assert!(reconnect_delay(n) <= Duration::from_millis(7_500));
         }
         assert!(reconnect_delay(10) >= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_missing_file_names_the_file_and_the_reason() {
+        let tls = TlsFiles {
+            ca: "/nonexistent/ca.crt".into(),
+            cert: "/nonexistent/tls.crt".into(),
+            key: "/nonexistent/tls.key".into(),
+        };
+        let e = tls.check_readable().unwrap_err();
+        let text = with_causes(&e);
+        assert!(
+            text.starts_with("cannot read /nonexistent/ca.crt: "),
+            "{text}"
+        );
+        assert!(text.contains("No such file"), "{text}");
     }
 }

@@ -116,6 +116,22 @@ impl PkiDir {
         self.write_pair(pair, &issued)
     }
 
+    /// Issues a server certificate for another nats-server (a leaf node in a spoke's network)
+    /// named `name`, also valid for `ips`, into `servers/<name>.crt` and `.key`.
+    pub fn issue_server(
+        &self,
+        name: &str,
+        ips: &[IpAddr],
+        validity: Duration,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf), InitError> {
+        let pair = self.server(name);
+        let issued = self
+            .load_ca()?
+            .issue_server(&[name.to_owned()], ips, validity)?;
+        self.write_pair(pair.clone(), &issued)?;
+        Ok(pair)
+    }
+
     /// Writes a certificate (0644) and its key (0600).
     pub fn write_pair(
         &self,

@@ -34,6 +34,8 @@ pub struct AuthRequest {
     pub client_name: String,
     /// The client's address (informational only).
     pub client_host: String,
+    /// What connects: `Client`, or `Leafnode` for a leaf node server.
+    pub client_kind: String,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,8 @@ struct ClientInfo {
     host: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    kind: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,6 +102,7 @@ pub fn decode_auth_request(token: &[u8]) -> Result<AuthRequest, JwtError> {
         client_cert_pem,
         client_name: nats.client_info.name,
         client_host: nats.client_info.host,
+        client_kind: nats.client_info.kind,
     })
 }
 
@@ -114,14 +119,22 @@ fn payload_of(token: &[u8]) -> Result<Vec<u8>, JwtError> {
         .map_err(|_| JwtError::Malformed)
 }
 
-/// Publish and subscribe allow lists of a user.
+/// Publish and subscribe allow lists of a user, and how it may connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Permissions {
     /// Subjects the user may publish to.
     pub publish: Vec<String>,
     /// Subjects the user may subscribe to.
     pub subscribe: Vec<String>,
+    /// Connection types nats-server admits for the user ([`STANDARD`], [`LEAFNODE`]); empty
+    /// admits every type.
+    pub connection_types: Vec<&'static str>,
 }
+
+/// A client connection (`allowed_connection_types` in a user JWT).
+pub const STANDARD: &str = "STANDARD";
+/// A leaf node server's connection, which carries its local clients' traffic.
+pub const LEAFNODE: &str = "LEAFNODE";
 
 /// Encodes a user JWT for `user_nkey` in `account` (the account's name in server config mode).
 pub fn user_jwt(
@@ -141,6 +154,7 @@ pub fn user_jwt(
         "nats": {
             "pub": { "allow": permissions.publish },
             "sub": { "allow": permissions.subscribe },
+            "allowed_connection_types": permissions.connection_types,
             "subs": -1, "data": -1, "payload": -1,
             "type": "user", "version": 2,
         },
@@ -251,6 +265,7 @@ mod tests {
         let perms = Permissions {
             publish: vec!["a.>".into()],
             subscribe: vec!["b".into()],
+            connection_types: vec![STANDARD, LEAFNODE],
         };
         let user = user_jwt(&issuer, "UXYZ", "FLEET", "spoke:c1", &perms, Some(42)).unwrap();
         let resp = auth_response(&issuer, &req, Ok(user.clone())).unwrap();
@@ -267,5 +282,9 @@ mod tests {
         assert_eq!(user_claims["aud"], "FLEET");
         assert_eq!(user_claims["exp"], 42);
         assert_eq!(user_claims["nats"]["pub"]["allow"][0], "a.>");
+        assert_eq!(
+            user_claims["nats"]["allowed_connection_types"],
+            json!(["STANDARD", "LEAFNODE"])
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! bootstrap.crt bootstrap.key   fleetbus://bootstrap (join only)
 //! users/<name>.crt .key         fleetbus://user/<name>
 //! auditors/<name>.crt .key      fleetbus://auditor/<name>
+//! servers/<name>.crt .key       another nats-server, such as a leaf node in a spoke's network
 //! nkeys/issuer.nk               account key that signs auth-callout answers (hub only)
 //! nkeys/callout.nk              the hub's auth-callout connection (AUTH account)
 //! nkeys/system.nk               the hub's system-account connection (connection events, kicks)
@@ -66,6 +67,14 @@ impl PkiDir {
         (
             self.root.join("auditors").join(format!("{name}.crt")),
             self.root.join("auditors").join(format!("{name}.key")),
+        )
+    }
+
+    /// `(cert, key)` of another nats-server (a leaf node, say).
+    pub fn server(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.root.join("servers").join(format!("{name}.crt")),
+            self.root.join("servers").join(format!("{name}.key")),
         )
     }
 

@@ -1,9 +1,16 @@
-//! What each identity may publish and subscribe to. nats-server enforces these lists; the auth
-//! callout hands them out. Allow lists only, no deny rules, so there is no overlap to get wrong.
+//! What each identity may publish and subscribe to, and how it may connect. nats-server enforces
+//! these lists; the auth callout hands them out. Allow lists only, no deny rules, so there is no
+//! overlap to get wrong.
+//!
+//! Spokes (and the bootstrap identity they join with) may also connect as a leaf node: a
+//! nats-server in the cluster's network dials the hub with the spoke's certificate and carries
+//! its local clients' traffic. nats-server applies the same lists to that connection (what the
+//! leaf may send in, what it may receive), so a spoke behind a leaf node reaches exactly what it
+//! would reach directly. Everyone else connects only as a client.
 
 use fleetbus_schema::{ClusterName, Identity, Subjects};
 
-use crate::jwt::Permissions;
+use crate::jwt::{LEAFNODE, Permissions, STANDARD};
 
 /// Rights that depend on hub state, decided per connection by the hub.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +24,23 @@ pub enum ProxyAccess {
     Clusters(Vec<ClusterName>),
 }
 
+/// The connection type of a callout request's `client_info.kind`. nats-server 2.14 does not
+/// enforce a callout user's `allowed_connection_types` itself, so the callout checks it.
+pub fn connection_type(kind: &str) -> &'static str {
+    if kind.eq_ignore_ascii_case("leafnode") {
+        LEAFNODE
+    } else {
+        STANDARD
+    }
+}
+
+impl Permissions {
+    /// Whether a connection of `kind` (`client_info.kind`) is admitted.
+    pub fn admits(&self, kind: &str) -> bool {
+        self.connection_types.contains(&connection_type(kind))
+    }
+}
+
 /// The permissions of `identity` in the fleet that uses `subjects`.
 pub fn permissions_for(
     identity: &Identity,
@@ -28,10 +52,12 @@ pub fn permissions_for(
         Identity::Hub => Permissions {
             publish: vec![">".into()],
             subscribe: vec![">".into()],
+            connection_types: vec![STANDARD],
         },
         Identity::Bootstrap => Permissions {
             publish: vec![subjects.join()],
             subscribe: vec![own_inbox],
+            connection_types: vec![STANDARD, LEAFNODE],
         },
         Identity::Spoke(cluster) => Permissions {
             publish: vec![
@@ -48,6 +74,7 @@ pub fn permissions_for(
                 subjects.kapi_cluster_all(cluster),
                 own_inbox,
             ],
+            connection_types: vec![STANDARD, LEAFNODE],
         },
         Identity::User(user) => {
             let mut publish = vec![subjects.api_user_all(user)];
@@ -61,11 +88,13 @@ pub fn permissions_for(
             Permissions {
                 publish,
                 subscribe: vec![own_inbox],
+                connection_types: vec![STANDARD],
             }
         }
         Identity::Auditor(_) => Permissions {
             publish: crate::audit::reader_permissions(subjects),
             subscribe: vec![own_inbox],
+            connection_types: vec![STANDARD],
         },
     }
 }
@@ -100,6 +129,24 @@ mod tests {
                 "_INBOX.fleet.spoke.c1.>"
             ]
         );
+    }
+
+    #[test]
+    fn only_spokes_and_bootstrap_may_be_leaf_nodes() {
+        let s = Subjects::default();
+        let spoke = Identity::Spoke(ClusterName::new("c1").unwrap());
+        let alice = Identity::User(UserName::new("alice").unwrap());
+        for (id, types) in [
+            (Identity::Bootstrap, vec![STANDARD, LEAFNODE]),
+            (spoke, vec![STANDARD, LEAFNODE]),
+            (Identity::Hub, vec![STANDARD]),
+            (alice, vec![STANDARD]),
+        ] {
+            let p = permissions_for(&id, &s, &ProxyAccess::All);
+            assert_eq!(p.admits("Leafnode"), types.contains(&LEAFNODE), "{id}");
+            assert!(p.admits("Client"), "{id}");
+            assert_eq!(p.connection_types, types, "{id}");
+        }
     }
 
     #[test]

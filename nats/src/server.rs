@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub max_payload: Option<u32>,
     /// Routes to the other servers, when this one is part of a NATS cluster.
     pub cluster: Option<ClusterRoutes>,
+    /// Port for leaf nodes in spokes' networks, if they may dial in (see [`leafnodes_block`]).
+    pub leafnode_port: Option<u16>,
 }
 
 /// Membership of a NATS cluster (routes over mutual TLS with the fleet CA).
@@ -127,7 +129,14 @@ impl ServerConfig {
             system_user: keys.system.public_key(),
             max_payload: None,
             cluster: None,
+            leafnode_port: None,
         }
+    }
+
+    /// The URL leaf nodes dial, if leaf nodes may connect.
+    pub fn leafnode_url(&self) -> Option<String> {
+        self.leafnode_port
+            .map(|port| format!("tls://{}:{port}", self.host))
     }
 
     /// The client URL.
@@ -169,6 +178,12 @@ impl ServerConfig {
                 q(&self.tls.ca)
             );
         }
+        if let Some(port) = self.leafnode_port {
+            c.push_str(&leafnodes_block(
+                &format!("{}:{port}", self.host),
+                &self.tls,
+            ));
+        }
         c.push_str(&auth_block(
             &self.issuer,
             &self.callout_user,
@@ -184,6 +199,21 @@ impl ServerConfig {
 pub fn auth_block(issuer: &str, callout_user: &str, system_user: &str) -> String {
     format!(
         "accounts {{\n  {AUTH_ACCOUNT} {{ users: [ {{ nkey: {callout_user:?} }} ] }}\n  {FLEET_ACCOUNT} {{ jetstream: enabled }}\n  {SYS_ACCOUNT} {{ users: [ {{ nkey: {system_user:?} }} ] }}\n}}\nsystem_account: {SYS_ACCOUNT}\nauthorization {{\n  timeout: 5\n  auth_callout {{\n    issuer: {issuer:?}\n    auth_users: [ {callout_user:?}, {system_user:?} ]\n    account: {AUTH_ACCOUNT}\n  }}\n}}\n"
+    )
+}
+
+/// The `leafnodes` listener of a hub's nats-server: mutual TLS with the fleet CA and no
+/// `authorization` block of its own, so nats-server hands each leaf connection to the auth
+/// callout exactly like a client. The hub sees the leaf's certificate, admits it only as a
+/// spoke of an accepted cluster (or the bootstrap identity), and answers with that identity's
+/// permissions; nats-server applies them to everything the leaf sends in and receives.
+pub fn leafnodes_block(listen: &str, tls: &TlsFiles) -> String {
+    let q = |p: &Path| format!("{:?}", p.display().to_string());
+    format!(
+        "leafnodes {{\n  listen: {listen:?}\n  tls {{\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    verify: true\n    timeout: 5\n  }}\n}}\n",
+        q(&tls.cert),
+        q(&tls.key),
+        q(&tls.ca)
     )
 }
 
@@ -344,5 +374,20 @@ mod tests {
         assert!(text.contains(&format!("issuer: {:?}", keys.issuer.public_key())));
         assert!(text.contains("account: AUTH"));
         assert!(!text.contains(&keys.issuer.seed().unwrap()));
+        assert!(!text.contains("leafnodes"));
+    }
+
+    #[test]
+    fn leafnodes_listen_with_mutual_tls_and_no_authorization_of_their_own() {
+        let keys = AuthKeys::generate();
+        let mut config = ServerConfig::local(&PkiDir::new("/pki"), &keys, 4222, "/data".into());
+        config.leafnode_port = Some(7422);
+        let text = config.render();
+        let block = &text[text.find("leafnodes {").unwrap()..];
+        let block = &block[..block.find("\n}\n").unwrap()];
+        assert!(block.contains("listen: \"127.0.0.1:7422\""), "{block}");
+        assert!(block.contains("verify: true"), "{block}");
+        assert!(!block.contains("authorization"), "the auth callout decides");
+        assert_eq!(config.leafnode_url().unwrap(), "tls://127.0.0.1:7422");
     }
 }

@@ -40,6 +40,13 @@ pub struct Args {
     /// kubeconfig of this cluster; in-cluster config or $KUBECONFIG when absent.
     #[arg(long, env = "FLEETBUS_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Keep key and certificate in this Secret (and take the Lease of the same name to join or
+    /// rotate), so that replicas share one identity. The state folder then only mirrors it.
+    #[arg(long, env = "FLEETBUS_IDENTITY_SECRET")]
+    pub identity_secret: Option<String>,
+    /// Namespace of the identity Secret and Lease; the pod's own namespace when absent.
+    #[arg(long, env = "FLEETBUS_NAMESPACE")]
+    pub namespace: Option<String>,
     /// Subject prefix of the fleet.
     #[arg(long, env = "FLEETBUS_SUBJECT_PREFIX", default_value = "fleet")]
     pub subject_prefix: String,
@@ -87,6 +94,14 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// kubeconfig, if not in-cluster.
     pub kubeconfig: Option<PathBuf>,
+    /// The Secret (and Lease) of a shared identity, if replicas share one.
+    pub identity_secret: Option<String>,
+    /// Their namespace; the Kubernetes client's default namespace when `None`.
+    pub namespace: Option<String>,
+    /// How long the identity Lease lasts without renewal (15 s; tests shorten it).
+    pub identity_lease: Duration,
+    /// How often replicas look for an identity another replica stored (5 s).
+    pub identity_poll: Duration,
     /// Subject builder.
     pub subjects: Subjects,
     /// Cluster labels.
@@ -186,6 +201,11 @@ impl Args {
             Subjects::new(&self.subject_prefix)?,
         );
         config.kubeconfig = self.kubeconfig;
+        for name in self.identity_secret.iter().chain(&self.namespace) {
+            fleetbus_schema::names::validate_label("name", name)?;
+        }
+        config.identity_secret = self.identity_secret;
+        config.namespace = self.namespace;
         config.labels = labels;
         config.heartbeat_interval = self.heartbeat_interval;
         config.join_interval = self.join_interval;
@@ -217,6 +237,10 @@ impl Config {
             },
             state_dir,
             kubeconfig: None,
+            identity_secret: None,
+            namespace: None,
+            identity_lease: Duration::from_secs(15),
+            identity_poll: Duration::from_secs(5),
             subjects,
             labels: BTreeMap::new(),
             heartbeat_interval: Duration::from_secs(1),
@@ -266,6 +290,22 @@ mod tests {
             c.spoke_tls().key,
             PathBuf::from("/var/lib/fleetbus-spoke/tls.key")
         );
+        assert_eq!(c.identity_secret, None);
+    }
+
+    #[test]
+    fn identity_secret_and_namespace() {
+        let c = parse(&[
+            "--identity-secret",
+            "spoke-id",
+            "--namespace",
+            "fleetbus-spoke",
+        ])
+        .unwrap();
+        assert_eq!(c.identity_secret.as_deref(), Some("spoke-id"));
+        assert_eq!(c.namespace.as_deref(), Some("fleetbus-spoke"));
+        assert!(parse(&["--identity-secret", "Spoke_ID"]).is_err());
+        assert!(parse(&["--namespace", "a.b"]).is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The fleetbus agent in a managed cluster: it joins the hub (OCM double opt-in), heartbeats,
-//! rotates its certificate, and re-joins if the hub revokes it.
+//! rotates its certificate, re-joins if the hub revokes it, keeps managed service accounts and
+//! their tokens, applies ManifestWorks, and serves the Kubernetes API tunnel.
 //!
 //! Must not depend on the hub.
 
 pub mod config;
 pub mod desired;
+pub mod identity_store;
 pub mod join;
 pub mod kube;
 pub mod msa;
@@ -47,18 +49,13 @@ async fn run_agent(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        if !join::has_valid_certificate(config) {
-            let claims = session::claims(config, kube).await;
-            if !join::join(config, claims, shutdown).await? {
-                return Ok(());
-            }
+        if !identity_store::ensure(config, kube, shutdown).await? {
+            return Ok(());
         }
         match session::run(config, kube, shutdown).await? {
             SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::Revoked => {
-                // Keep the key; a new join with it is pending until an admin accepts again.
-                let _ = std::fs::remove_file(config.spoke_tls().cert);
-            }
+            // Keep the key; a new join with it is pending until an admin accepts again.
+            SessionEnd::Revoked => identity_store::forget(config, kube).await,
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::identity_store::{IdentityStore, Step};
 use crate::kube::Kube;
 
 /// How a session ended.
@@ -71,7 +72,12 @@ pub async fn run(
             kube.clone(),
             session.clone(),
         )),
-        tokio::spawn(rotate(client.clone(), config.clone(), session.clone())),
+        tokio::spawn(rotate(
+            client.clone(),
+            config.clone(),
+            kube.clone(),
+            session.clone(),
+        )),
         tokio::spawn(crate::tokens::run(
             client.clone(),
             config.clone(),
@@ -184,7 +190,9 @@ async fn heartbeats(
     }
 }
 
-async fn rotate(client: async_nats::Client, config: Config, stop: CancellationToken) {
+async fn rotate(client: async_nats::Client, config: Config, kube: Kube, stop: CancellationToken) {
+    // Replicas that share an identity renew it one at a time and adopt each other's.
+    let mut shared = IdentityStore::new(&config, &kube);
     loop {
         let wait = match time_until_renewal(&config) {
             Ok(wait) => wait,
@@ -193,11 +201,26 @@ async fn rotate(client: async_nats::Client, config: Config, stop: CancellationTo
                 return;
             }
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+        match shared.as_mut() {
+            Some(store) => match store.next_step(wait, &stop).await {
+                _ if stop.is_cancelled() => return,
+                Step::Wait => continue,
+                Step::Adopted => {
+                    client.force_reconnect().await.ok();
+                    continue;
+                }
+                Step::Renew => {}
+            },
+            None => tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            },
         }
-        match renew(&client, &config).await {
+        let renewed = renew(&client, &config).await;
+        if let Some(store) = shared.as_mut() {
+            store.renewed(renewed.is_ok()).await;
+        }
+        match renewed {
             Ok(()) => {
                 tracing::info!(cluster = %config.cluster, "certificate rotated");
                 client.force_reconnect().await.ok();

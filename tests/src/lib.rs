@@ -4,10 +4,12 @@
 //! the test.
 
 pub mod fleet;
+pub mod forward;
 pub mod nats_env;
 pub mod scale;
 pub mod wait;
 
 pub use fleet::Fleet;
+pub use forward::Forward;
 pub use nats_env::{NatsEnv, captured_logs};
 pub use wait::eventually;

@@ -34,6 +34,21 @@ impl NatsEnv {
 
     /// Starts `n` servers forming one NATS cluster (routes over mutual TLS, JetStream on each).
     pub fn start_cluster(n: usize) -> anyhow::Result<Self> {
+        Self::start_cluster_with(n, |_| Ok(()))
+    }
+
+    /// Starts one server, adjusting its config first (a leafnode listener, say).
+    pub fn start_with(
+        adjust: impl Fn(&mut ServerConfig) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
+        Self::start_cluster_with(1, adjust)
+    }
+
+    /// Like [`NatsEnv::start_cluster`], adjusting each server's config first.
+    pub fn start_cluster_with(
+        n: usize,
+        adjust: impl Fn(&mut ServerConfig) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         fleetbus_nats::install_crypto_provider();
         init_tracing();
         let dir = tempfile::tempdir()?;
@@ -62,6 +77,7 @@ impl NatsEnv {
                         .collect(),
                 });
             }
+            adjust(&mut config)?;
             servers.push(NatsServer::start(
                 &binary,
                 config,
