@@ -305,12 +305,10 @@ impl Api {
     }
 
     async fn list(&self, request: &ListClustersRequest) -> Result<ClusterList, ApiError> {
-        let (records, next) = crate::page::page(
-            self.store.list("").await?,
-            |r| r.name.clone(),
-            &request.after,
-            request.limit,
-        );
+        let (records, next) = self
+            .store
+            .page("", &request.after, crate::page::limit(request.limit))
+            .await?;
         let items = records
             .into_iter()
             .map(|record| Cluster {

@@ -82,6 +82,20 @@ struct Mirror<M> {
     ready: bool,
 }
 
+impl<M: Clone> Mirror<M> {
+    /// Up to `count` live entries whose key starts with `prefix` and sorts after `after`.
+    fn page(&self, prefix: &str, after: &str, count: usize) -> Vec<(String, M)> {
+        let start = if after.is_empty() { prefix } else { after };
+        self.entries
+            .range(start.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after.is_empty() || k.as_str() > after)
+            .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.clone(), v.clone())))
+            .take(count)
+            .collect()
+    }
+}
+
 impl<M> Mirror<M> {
     /// Applies a change unless the mirror already has a newer one.
     fn apply(&mut self, key: &str, revision: u64, value: Option<M>) {
@@ -208,7 +222,52 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         self.list_direct(prefix).await
     }
 
+    /// One page of the values whose key starts with `prefix`: at most `limit` after the key
+    /// `after`, and the key to continue from (empty when nothing follows). Walks only the page
+    /// in the mirror, so paging through a large bucket stays linear.
+    pub async fn page(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<M>, String), StoreError> {
+        let mut page = {
+            let cache = read(&self.cache);
+            if cache.ready {
+                cache.page(prefix, after, limit + 1)
+            } else {
+                Vec::new()
+            }
+        };
+        if !read(&self.cache).ready {
+            page = self
+                .list_direct_keyed(prefix)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| after.is_empty() || k.as_str() > after)
+                .take(limit + 1)
+                .collect();
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more {
+            page.last().map(|(k, _)| k.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((page.into_iter().map(|(_, v)| v).collect(), next))
+    }
+
     async fn list_direct(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
+        Ok(self
+            .list_direct_keyed(prefix)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    async fn list_direct_keyed(&self, prefix: &str) -> Result<Vec<(String, M)>, StoreError> {
         let mut keys: Vec<String> = self
             .kv
             .keys()
@@ -222,7 +281,7 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some((value, _)) = self.entry(&key).await? {
-                values.push(value);
+                values.push((key, value));
             }
         }
         Ok(values)
@@ -320,5 +379,34 @@ mod tests {
         assert_eq!(m.entries["a"], (2, Some("two".into())));
         m.apply("a", 3, None);
         assert_eq!(m.entries["a"], (3, None));
+    }
+
+    #[test]
+    fn pages_walk_a_prefix_once_and_skip_deleted_entries() {
+        let mut m: Mirror<String> = Mirror {
+            entries: BTreeMap::new(),
+            ready: true,
+        };
+        for i in 0..1234 {
+            m.apply(&format!("c1.w{i:04}"), 1, Some(format!("{i}")));
+        }
+        m.apply("c0.other", 1, Some("x".into()));
+        m.apply("c2.other", 1, Some("y".into()));
+        m.apply("c1.w0005", 2, None);
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = m.page("c1.", &after, 501);
+            let more = page.len() > 500;
+            seen.extend(page.iter().take(500).map(|(_, v)| v.clone()));
+            if !more {
+                break;
+            }
+            after = page[499].0.clone();
+        }
+        assert_eq!(seen.len(), 1233);
+        assert!(!seen.contains(&"5".to_owned()) && !seen.contains(&"x".to_owned()));
+        assert_eq!(seen.first().map(String::as_str), Some("0"));
+        assert_eq!(seen.last().map(String::as_str), Some("1233"));
     }
 }

@@ -191,12 +191,10 @@ impl WorkService {
             names(&request.cluster, "x")?;
             format!("{}.", request.cluster)
         };
-        let (items, next) = crate::page::page(
-            self.works.list(&prefix).await?,
-            |w| key(&w.cluster, &w.name),
-            &request.after,
-            request.limit,
-        );
+        let (items, next) = self
+            .works
+            .page(&prefix, &request.after, crate::page::limit(request.limit))
+            .await?;
         let items = items
             .into_iter()
             .map(|w| ManifestWork {
