@@ -36,6 +36,7 @@ async fn the_fleet_benchmark_runs_end_to_end() -> anyhow::Result<()> {
             ("work delete: delete → resources gone", 101),
             ("10 % of spokes lost → Unknown", 10),
             ("lost spokes return → Available", 10),
+            ("duplicate names (new key, taken name)", 5),
         ]
     );
     for row in &report.rows {
@@ -43,7 +44,14 @@ async fn the_fleet_benchmark_runs_end_to_end() -> anyhow::Result<()> {
         assert!(row.hub_peak_mib > 0.0, "hub memory is measured");
     }
     let measured = |i: usize| report.rows[i].latencies.is_some();
-    assert!([0, 2, 3, 4, 5, 6].into_iter().all(measured));
+    assert!([0, 2, 3, 4, 5, 6, 7].into_iter().all(measured));
+    assert!(
+        report.rows[7]
+            .note
+            .contains("the hub rejected the join request"),
+        "{}",
+        report.rows[7].note
+    );
     // 100 creates and 100 updates of one object each, in memory.
     assert_eq!(report.simulated_writes, 200);
     assert_eq!(report.api_failures, 0);

@@ -301,6 +301,19 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
     );
     emit(row, out)?;
 
+    // Impostors: spokes with fresh keys claiming names already taken are refused for good.
+    let cpu = meter.cpu();
+    let impostors = (agents.len() / 100).max(5).min(agents.len());
+    let refused = refuse_impostors(&fleet, &agents[..impostors], options.timeout).await?;
+    let mut row = meter.row(
+        "duplicate names (new key, taken name)",
+        impostors,
+        cpu,
+        refused.0,
+    );
+    row.note = refused.1;
+    emit(row, out)?;
+
     probing.cancel();
     let (api_max, api_failures) = prober.await?;
     for agent in &agents {
@@ -319,6 +332,43 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
         api_failures,
         simulated_writes: writes.load(Ordering::Relaxed),
     })
+}
+
+/// Starts a spoke with a new key for each of `taken`'s names; returns how long each took to be
+/// refused and the hub's reason.
+async fn refuse_impostors(
+    fleet: &Fleet,
+    taken: &[Agent],
+    timeout: Duration,
+) -> anyhow::Result<(Vec<Duration>, String)> {
+    let attempts = taken.iter().map(|agent| {
+        let mut config = agent.config.clone();
+        config.state_dir = fleet
+            .nats
+            .dir
+            .path()
+            .join("impostors")
+            .join(config.cluster.as_str());
+        let started = Instant::now();
+        async move {
+            let run = fleetbus_spoke::sim::run(
+                config,
+                MemoryCluster::default(),
+                Arc::new(Probe::default()),
+                CancellationToken::new(),
+            );
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Err(refused)) => Ok((started.elapsed(), refused.to_string())),
+                Ok(Ok(())) => anyhow::bail!("an impostor was admitted"),
+                Err(_) => {
+                    anyhow::bail!("an impostor was neither admitted nor refused within {timeout:?}")
+                }
+            }
+        }
+    });
+    let results = futures::future::try_join_all(attempts).await?;
+    let reason = results.first().map(|(_, r)| r.clone()).unwrap_or_default();
+    Ok((results.into_iter().map(|(d, _)| d).collect(), reason))
 }
 
 /// Accepts pending clusters as they ask, until `total` are accepted. A slow answer is retried
