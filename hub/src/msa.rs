@@ -3,9 +3,10 @@
 //! `ttlSecondsAfterCreation` sweeper. Spokes learn their MSAs by syncing
 //! (`<prefix>.hub.<cluster>.sync`), which only ever answers for the asking cluster.
 
+use fleetbus_schema::conditions::set;
 use fleetbus_schema::v1::{
-    AuditEvent, Condition, ConditionStatus, Grant, GrantList, ManagedServiceAccount, MsaList,
-    MsaStatus, TokenReply, TokenReport, TokenReportAck, TokenSecret,
+    AuditEvent, ConditionStatus, Grant, GrantList, ManagedServiceAccount, MsaList, MsaStatus,
+    TokenReply, TokenReport, TokenReportAck, TokenSecret,
 };
 use fleetbus_schema::{ClusterName, Subjects, UserName};
 use prost::Message;
@@ -353,67 +354,5 @@ impl MsaService {
             }
         }
         Ok(deleted)
-    }
-}
-
-/// Sets condition `kind`, keeping its transition time when the status did not change.
-pub fn set(
-    conditions: &mut Vec<Condition>,
-    kind: &str,
-    status: ConditionStatus,
-    reason: &str,
-    message: &str,
-    now: i64,
-) {
-    let new = Condition {
-        r#type: kind.into(),
-        status: status as i32,
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_ms: now,
-    };
-    match conditions.iter_mut().find(|c| c.r#type == kind) {
-        Some(c) if c.status == new.status => {
-            c.reason = new.reason;
-            c.message = new.message;
-        }
-        Some(c) => *c = new,
-        None => conditions.push(new),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conditions_keep_transition_time_when_unchanged() {
-        let mut c = Vec::new();
-        set(
-            &mut c,
-            "TokenReported",
-            ConditionStatus::True,
-            "TokenReported",
-            "",
-            1,
-        );
-        set(
-            &mut c,
-            "TokenReported",
-            ConditionStatus::True,
-            "TokenReported",
-            "again",
-            2,
-        );
-        assert_eq!(c[0].last_transition_ms, 1);
-        set(
-            &mut c,
-            "TokenReported",
-            ConditionStatus::False,
-            "TokenReportFailed",
-            "x",
-            3,
-        );
-        assert_eq!((c.len(), c[0].last_transition_ms), (1, 3));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod chunks;
 pub mod codec;
+pub mod conditions;
 pub mod headers;
 pub mod identity;
 pub mod names;

@@ -406,7 +406,7 @@ impl<C: Cluster> Loop<C> {
             .get(&work.name)
             .map(|k| k.status.clone())
             .unwrap_or_default();
-        status::set(
+        fleetbus_schema::conditions::set(
             &mut status.conditions,
             "Deleting",
             ConditionStatus::True,

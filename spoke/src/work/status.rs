@@ -2,6 +2,7 @@
 //! now: per-manifest `Applied`, `Available`, `StatusFeedbackSynced` and `Degraded` with status
 //! feedback values, and the work-level `Applied`, `Available` and `Degraded`.
 
+use fleetbus_schema::conditions::set;
 use fleetbus_schema::v1::feedback_value::Value as Fv;
 use fleetbus_schema::v1::{
     Condition, ConditionStatus, FeedbackRule, FeedbackType, FeedbackValue, ManifestCondition,
@@ -32,32 +33,6 @@ pub enum Live {
     Absent,
     /// It could not be read.
     Unknown(String),
-}
-
-/// Sets condition `kind`, keeping its transition time while its status stays the same.
-pub fn set(
-    conditions: &mut Vec<Condition>,
-    kind: &str,
-    status: ConditionStatus,
-    reason: &str,
-    message: &str,
-    now: i64,
-) {
-    let new = Condition {
-        r#type: kind.into(),
-        status: status as i32,
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_ms: now,
-    };
-    match conditions.iter_mut().find(|c| c.r#type == kind) {
-        Some(c) if c.status == new.status => {
-            c.reason = new.reason;
-            c.message = new.message;
-        }
-        Some(c) => *c = new,
-        None => conditions.push(new),
-    }
 }
 
 /// The status of one manifest; `previous` keeps transition times.
