@@ -350,12 +350,9 @@ pub enum CreateCommand {
         /// Update the work if it exists (a new generation when anything changed).
         #[arg(long)]
         overwrite: bool,
-        /// Wait until the cluster reports the result (non-zero exit on failure or timeout).
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits.
-        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-        wait_timeout: Duration,
+        /// Waiting for the cluster's report.
+        #[command(flatten)]
+        wait: WaitFlags,
         /// Hub connection.
         #[command(flatten)]
         hub: HubFlags,
@@ -407,12 +404,9 @@ pub enum DeleteCommand {
         /// Cluster.
         #[arg(long)]
         cluster: String,
-        /// Wait until the cluster has removed the resources.
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits.
-        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-        wait_timeout: Duration,
+        /// Waiting until the cluster has removed the resources.
+        #[command(flatten)]
+        wait: WaitFlags,
         /// Hub connection.
         #[command(flatten)]
         hub: HubFlags,
@@ -450,6 +444,24 @@ pub enum Output {
     Json,
     /// YAML.
     Yaml,
+}
+
+/// `--wait` for commands whose result a cluster reports.
+#[derive(Debug, Clone, Args)]
+pub struct WaitFlags {
+    /// Wait until the cluster reports the result (non-zero exit on failure or timeout).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub wait_timeout: Duration,
+}
+
+impl WaitFlags {
+    /// How long to wait, if at all.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.wait.then_some(self.wait_timeout)
+    }
 }
 
 /// How to reach the hub API.

@@ -53,10 +53,9 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                     name,
                     cluster,
                     wait,
-                    wait_timeout,
                     hub,
                 },
-        } => done(work::delete(&hub, &cluster, &name, wait.then_some(wait_timeout), out).await),
+        } => done(work::delete(&hub, &cluster, &name, wait.timeout(), out).await),
         Command::Create { what } => done(create(what, out).await),
         Command::Grant {
             user,
@@ -177,7 +176,6 @@ async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()>
             file,
             overwrite,
             wait,
-            wait_timeout,
             hub,
         } => {
             let options = work::CreateOptions {
@@ -185,7 +183,7 @@ async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()>
                 cluster: &cluster,
                 file: &file,
                 overwrite,
-                wait: wait.then_some(wait_timeout),
+                wait: wait.timeout(),
             };
             work::create(&hub, options, out).await
         }
