@@ -297,6 +297,20 @@ impl Fleet {
 }
 
 impl Fleet {
+    /// Waits until the hub holds a token for MSA `name` on `cluster`, and returns it.
+    pub async fn reported_token(&self, name: &str, cluster: &str) -> anyhow::Result<String> {
+        eventually(
+            &format!("{name}'s token on {cluster}"),
+            Duration::from_secs(30),
+            || async {
+                self.cli(&["get", "token", name, "--cluster", cluster])
+                    .await
+                    .ok()
+            },
+        )
+        .await
+    }
+
     /// `fleetbus create msa NAME --cluster cluster1 --rules-file F`, with `rules` (YAML) in F.
     pub async fn create_msa_with_rules(&self, name: &str, rules: &str) -> anyhow::Result<String> {
         let path = self.nats.dir.path().join(format!("{name}-rules.yaml"));

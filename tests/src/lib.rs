@@ -8,6 +8,7 @@ pub mod forward;
 pub mod nats_env;
 pub mod scale;
 pub mod wait;
+pub mod works;
 
 pub use fleet::Fleet;
 pub use forward::Forward;

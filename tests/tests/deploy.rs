@@ -447,13 +447,7 @@ async fn two_replicas_share_one_identity_under_the_least_privilege_rbac() -> any
             "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [list]\n",
         )
         .await?;
-    eventually("dep's token", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
-            .await
-            .ok()
-    })
-    .await?;
+    fleet.reported_token("dep", "cluster1").await?;
     fleet
         .wait_available("cluster1", ConditionStatus::True, WAIT)
         .await?;

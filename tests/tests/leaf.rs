@@ -182,13 +182,8 @@ async fn a_spoke_behind_a_leaf_node_joins_works_and_reaches_only_its_own_subject
     fleet
         .cli(&["create", "msa", "dep", "--cluster", "cluster1"])
         .await?;
-    let token = eventually("dep's token, made behind the leaf", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
-            .await
-            .ok()
-    })
-    .await?;
+    // Made behind the leaf.
+    let token = fleet.reported_token("dep", "cluster1").await?;
     assert!(token.trim().len() > 100);
 
     // Another cluster's subjects, through the same leaf with the same identity.

@@ -24,13 +24,7 @@ async fn a_three_node_cluster_loses_a_node_and_nothing_else() -> anyhow::Result<
     fleet
         .cli(&["create", "msa", "dep", "--cluster", "cluster1"])
         .await?;
-    let token = eventually("dep's token", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
-            .await
-            .ok()
-    })
-    .await?;
+    let token = fleet.reported_token("dep", "cluster1").await?;
     fleet
         .cli(&["grant", "alice", "--cluster", "cluster1", "--msa", "dep"])
         .await?;
@@ -74,13 +68,8 @@ async fn a_three_node_cluster_loses_a_node_and_nothing_else() -> anyhow::Result<
         }
     })
     .await?;
-    eventually("dep2's token after the node loss", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep2", "--cluster", "cluster1"])
-            .await
-            .ok()
-    })
-    .await?;
+    // After the node loss.
+    fleet.reported_token("dep2", "cluster1").await?;
     fleet
         .wait_available("cluster1", ConditionStatus::True, WAIT)
         .await?;

@@ -62,13 +62,7 @@ async fn seed() -> anyhow::Result<Seed> {
     fleet
         .create_msa_with_rules("dep", "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list, watch]\n")
         .await?;
-    eventually("dep token", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
-            .await
-            .ok()
-    })
-    .await?;
+    fleet.reported_token("dep", "cluster1").await?;
     fleet
         .cli(&["grant", "alice", "--cluster", "cluster1", "--msa", "dep"])
         .await?;

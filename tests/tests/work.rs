@@ -1,22 +1,20 @@
 //! ManifestWork on real kube-apiservers: the seed's works reach cluster1 only, updates, dropped
 //! manifests, update strategies, drift, status feedback, delete options, a spoke offline while
-//! works change, a hub restart, bad manifests and an 8 MiB work.
+//! works change and a hub restart. Bad input and size limits are in `work_limits.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::time::Duration;
 
-use fleetbus_cli::local::kube_server::KubeServer;
 use fleetbus_schema::v1::ConditionStatus;
-use fleetbus_tests::fleet::Running;
+use fleetbus_tests::works::{condition, config_map, create_work, data_of, one_cluster, work_json};
 use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,68 +45,6 @@ subjects:
   name: dep
   namespace: open-cluster-management-managed-serviceaccount
 "#;
-
-/// Writes `text` to a file in the test folder and runs `create work NAME --cluster C -f F ...`.
-async fn create_work(
-    fleet: &Fleet,
-    name: &str,
-    cluster: &str,
-    text: &str,
-    extra: &[&str],
-) -> anyhow::Result<String> {
-    let path = fleet
-        .nats
-        .dir
-        .path()
-        .join(format!("{name}-{}.yaml", rand::random::<u32>()));
-    std::fs::write(&path, text)?;
-    let path = path.display().to_string();
-    let mut args = vec!["create", "work", name, "--cluster", cluster, "-f", &path];
-    args.extend_from_slice(extra);
-    fleet.cli(&args).await
-}
-
-/// `get work NAME -o json`.
-async fn work_json(fleet: &Fleet, name: &str, cluster: &str) -> anyhow::Result<Value> {
-    Ok(serde_json::from_str(
-        &fleet
-            .cli(&["get", "work", name, "--cluster", cluster, "-o", "json"])
-            .await?,
-    )?)
-}
-
-fn condition<'a>(conditions: &'a Value, kind: &str) -> Option<&'a Value> {
-    conditions.as_array()?.iter().find(|c| c["type"] == kind)
-}
-
-async fn one_cluster(name: &str) -> anyhow::Result<(Fleet, KubeServer, Running)> {
-    let fleet = Fleet::start().await?;
-    let kube = fleet.kube(name).await?;
-    let spoke = fleet
-        .join(
-            fleet.spoke_config(name, Some(&kube))?,
-            ConditionStatus::True,
-        )
-        .await?;
-    Ok((fleet, kube, spoke))
-}
-
-fn config_map(name: &str, data: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  k: {data}\n"
-    )
-}
-
-async fn data_of(kube: &KubeServer, name: &str) -> Option<String> {
-    let cms: Api<ConfigMap> = Api::namespaced(kube.admin_client().await.ok()?, "default");
-    cms.get_opt(name).await.ok()?.map(|cm| {
-        cm.data
-            .unwrap_or_default()
-            .get("k")
-            .cloned()
-            .unwrap_or_default()
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_works_reach_cluster1_only() -> anyhow::Result<()> {
@@ -212,14 +148,7 @@ async fn seed_works_reach_cluster1_only() -> anyhow::Result<()> {
     fleet
         .cli(&["grant", "alice", "--cluster", "cluster1", "--msa", "dep"])
         .await?;
-    eventually("token reported", WAIT, || async {
-        fleet
-            .cli(&["get", "token", "dep", "--cluster", "cluster1"])
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await?;
+    fleet.reported_token("dep", "cluster1").await?;
     let kubectl = |args: &[&str]| {
         let mut argv = vec![
             "proxy",
@@ -514,190 +443,5 @@ async fn offline_spoke_converges_and_a_hub_restart_loses_nothing() -> anyhow::Re
     .await?;
     assert_eq!(data_of(&kube, "a").await.as_deref(), Some("v3"));
     assert_eq!(data_of(&kube, "c").await.as_deref(), Some("v3"));
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_manifests_say_why_and_the_rest_applies() -> anyhow::Result<()> {
-    let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
-    let manifests = r#"
-apiVersion: example.com/v1
-kind: Widget
-metadata: {name: w}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: lost, namespace: nowhere}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: Bad_Name, namespace: default}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: good, namespace: default}
-data: {k: fine}
-"#;
-    let err = create_work(
-        &fleet,
-        "mixed",
-        "cluster1",
-        manifests,
-        &["--wait", "--wait-timeout", "30s"],
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.starts_with("manifestwork mixed failed on cluster cluster1: not applied: 3 of 4 manifests failed to apply"), "{err}");
-    for want in [
-        r#"manifests[0] Widget w: no matches for kind "Widget" in version "example.com/v1""#,
-        r#"manifests[1] ConfigMap nowhere/lost: namespaces "nowhere" not found"#,
-        r#"manifests[2] ConfigMap default/Bad_Name: ConfigMap "Bad_Name" is invalid"#,
-    ] {
-        assert!(err.contains(want), "{want} missing in {err}");
-    }
-    assert_eq!(data_of(&kube, "good").await.as_deref(), Some("fine"));
-    let w = work_json(&fleet, "mixed", "cluster1").await?;
-    assert_eq!(
-        condition(&w["status"]["conditions"], "Degraded").unwrap()["status"],
-        "True"
-    );
-
-    // Input that never reaches the hub: clear errors, nothing stored.
-    let err = create_work(
-        &fleet,
-        "broken",
-        "cluster1",
-        "kind: ConfigMap\n---\nkind: [unclosed\n",
-        &[],
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("document 2:"), "{err}");
-    let err = create_work(
-        &fleet,
-        "unnamed",
-        "cluster1",
-        "apiVersion: v1\nkind: ConfigMap\n",
-        &[],
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert_eq!(err, "manifests[0]: ConfigMap has no metadata.name");
-    let table = fleet.cli(&["get", "work"]).await?;
-    assert_eq!(table.lines().count(), 2, "{table}");
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_8_mib_work_round_trips_and_oversize_is_refused() -> anyhow::Result<()> {
-    let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
-    let filler = "x".repeat(850 * 1024);
-    let mut text = String::new();
-    for i in 0..10 {
-        text.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big-{i}, namespace: default}}\ndata: {{k: {filler}}}\n"));
-    }
-    assert!(text.len() > 8 * 1024 * 1024);
-    create_work(
-        &fleet,
-        "big",
-        "cluster1",
-        &text,
-        &["--wait", "--wait-timeout", "60s"],
-    )
-    .await?;
-    for i in 0..10 {
-        assert_eq!(
-            data_of(&kube, &format!("big-{i}")).await.map(|d| d.len()),
-            Some(filler.len())
-        );
-    }
-    let w = work_json(&fleet, "big", "cluster1").await?;
-    assert!(
-        w["spec"]["workload"]["manifestsSizeBytes"]
-            .as_i64()
-            .unwrap()
-            > 8 * 1024 * 1024
-    );
-    assert_eq!(
-        w["spec"]["workload"]["manifests"],
-        Value::Null,
-        "too large to show inline"
-    );
-
-    let mut huge = String::new();
-    for i in 0..20 {
-        huge.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: huge-{i}, namespace: default}}\ndata: {{k: {filler}}}\n"));
-    }
-    let err = create_work(&fleet, "huge", "cluster1", &huge, &[])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("at most 16 MiB"), "{err}");
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spoke_without_rights_reports_the_apiservers_refusal() -> anyhow::Result<()> {
-    let fleet = Fleet::start().await?;
-    let kube = fleet.kube("cluster1").await?;
-    // The spoke runs as a service account that may manage ConfigMaps and namespaces only.
-    let admin = kube.admin_client().await?;
-    let rbac = serde_yaml::from_str::<ClusterRole>(
-        "metadata: {name: limited}\nrules:\n- {apiGroups: [''], resources: [configmaps, namespaces], verbs: ['*']}\n",
-    )?;
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&PostParams::default(), &rbac)
-        .await?;
-    let binding = serde_yaml::from_str::<ClusterRoleBinding>(
-        "metadata: {name: limited}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: limited}\nsubjects: [{kind: ServiceAccount, name: limited, namespace: default}]\n",
-    )?;
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(&PostParams::default(), &binding)
-        .await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "default");
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_yaml::from_str("metadata: {name: limited}")?,
-        )
-        .await?;
-    let token: TokenRequest = accounts
-        .create_subresource(
-            "token",
-            "limited",
-            &PostParams::default(),
-            &TokenRequest::default(),
-        )
-        .await?;
-    let kubeconfig = fleet.nats.dir.path().join("limited.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        KubeServer::kubeconfig_for(
-            &kube.url,
-            &kube.ca_pem,
-            &token.status.unwrap().token,
-            "limited",
-        ),
-    )?;
-    let mut config = fleet.spoke_config("cluster1", Some(&kube))?;
-    config.kubeconfig = Some(kubeconfig);
-    let _spoke = fleet.join(config, ConditionStatus::True).await?;
-
-    let manifests = format!(
-        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: default}}\n",
-        config_map("allowed", "yes")
-    );
-    let err = create_work(&fleet, "mixed", "cluster1", &manifests, &["--wait"])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(r#"manifests[1] Secret default/s: secrets "s" is forbidden: User "system:serviceaccount:default:limited" cannot"#),
-        "{err}"
-    );
-    assert_eq!(data_of(&kube, "allowed").await.as_deref(), Some("yes"));
     Ok(())
 }

@@ -1,0 +1,202 @@
+//! ManifestWork bad input and limits on real kube-apiservers: manifests the apiserver refuses
+//! (unknown kind, missing namespace, invalid name) report why while the rest applies, a spoke
+//! without rights reports the apiserver's refusal, malformed files never reach the hub, and an
+//! 8 MiB work round-trips while a 17 MiB one is refused at create time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use fleetbus_cli::local::kube_server::KubeServer;
+use fleetbus_schema::v1::ConditionStatus;
+use fleetbus_tests::Fleet;
+use fleetbus_tests::works::{condition, config_map, create_work, data_of, one_cluster, work_json};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_say_why_and_the_rest_applies() -> anyhow::Result<()> {
+    let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
+    let manifests = r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: lost, namespace: nowhere}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: Bad_Name, namespace: default}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: good, namespace: default}
+data: {k: fine}
+"#;
+    let err = create_work(
+        &fleet,
+        "mixed",
+        "cluster1",
+        manifests,
+        &["--wait", "--wait-timeout", "30s"],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("manifestwork mixed failed on cluster cluster1: not applied: 3 of 4 manifests failed to apply"), "{err}");
+    for want in [
+        r#"manifests[0] Widget w: no matches for kind "Widget" in version "example.com/v1""#,
+        r#"manifests[1] ConfigMap nowhere/lost: namespaces "nowhere" not found"#,
+        r#"manifests[2] ConfigMap default/Bad_Name: ConfigMap "Bad_Name" is invalid"#,
+    ] {
+        assert!(err.contains(want), "{want} missing in {err}");
+    }
+    assert_eq!(data_of(&kube, "good").await.as_deref(), Some("fine"));
+    let w = work_json(&fleet, "mixed", "cluster1").await?;
+    assert_eq!(
+        condition(&w["status"]["conditions"], "Degraded").unwrap()["status"],
+        "True"
+    );
+
+    // Input that never reaches the hub: clear errors, nothing stored.
+    let err = create_work(
+        &fleet,
+        "broken",
+        "cluster1",
+        "kind: ConfigMap\n---\nkind: [unclosed\n",
+        &[],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("document 2:"), "{err}");
+    let err = create_work(
+        &fleet,
+        "unnamed",
+        "cluster1",
+        "apiVersion: v1\nkind: ConfigMap\n",
+        &[],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(err, "manifests[0]: ConfigMap has no metadata.name");
+    let table = fleet.cli(&["get", "work"]).await?;
+    assert_eq!(table.lines().count(), 2, "{table}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8_mib_work_round_trips_and_oversize_is_refused() -> anyhow::Result<()> {
+    let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
+    let filler = "x".repeat(850 * 1024);
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big-{i}, namespace: default}}\ndata: {{k: {filler}}}\n"));
+    }
+    assert!(text.len() > 8 * 1024 * 1024);
+    create_work(
+        &fleet,
+        "big",
+        "cluster1",
+        &text,
+        &["--wait", "--wait-timeout", "60s"],
+    )
+    .await?;
+    for i in 0..10 {
+        assert_eq!(
+            data_of(&kube, &format!("big-{i}")).await.map(|d| d.len()),
+            Some(filler.len())
+        );
+    }
+    let w = work_json(&fleet, "big", "cluster1").await?;
+    assert!(
+        w["spec"]["workload"]["manifestsSizeBytes"]
+            .as_i64()
+            .unwrap()
+            > 8 * 1024 * 1024
+    );
+    assert_eq!(
+        w["spec"]["workload"]["manifests"],
+        Value::Null,
+        "too large to show inline"
+    );
+
+    let mut huge = String::new();
+    for i in 0..20 {
+        huge.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: huge-{i}, namespace: default}}\ndata: {{k: {filler}}}\n"));
+    }
+    let err = create_work(&fleet, "huge", "cluster1", &huge, &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 16 MiB"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_without_rights_reports_the_apiservers_refusal() -> anyhow::Result<()> {
+    let fleet = Fleet::start().await?;
+    let kube = fleet.kube("cluster1").await?;
+    // The spoke runs as a service account that may manage ConfigMaps and namespaces only.
+    let admin = kube.admin_client().await?;
+    let rbac = serde_yaml::from_str::<ClusterRole>(
+        "metadata: {name: limited}\nrules:\n- {apiGroups: [''], resources: [configmaps, namespaces], verbs: ['*']}\n",
+    )?;
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &rbac)
+        .await?;
+    let binding = serde_yaml::from_str::<ClusterRoleBinding>(
+        "metadata: {name: limited}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: limited}\nsubjects: [{kind: ServiceAccount, name: limited, namespace: default}]\n",
+    )?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "default");
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_yaml::from_str("metadata: {name: limited}")?,
+        )
+        .await?;
+    let token: TokenRequest = accounts
+        .create_subresource(
+            "token",
+            "limited",
+            &PostParams::default(),
+            &TokenRequest::default(),
+        )
+        .await?;
+    let kubeconfig = fleet.nats.dir.path().join("limited.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        KubeServer::kubeconfig_for(
+            &kube.url,
+            &kube.ca_pem,
+            &token.status.unwrap().token,
+            "limited",
+        ),
+    )?;
+    let mut config = fleet.spoke_config("cluster1", Some(&kube))?;
+    config.kubeconfig = Some(kubeconfig);
+    let _spoke = fleet.join(config, ConditionStatus::True).await?;
+
+    let manifests = format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: default}}\n",
+        config_map("allowed", "yes")
+    );
+    let err = create_work(&fleet, "mixed", "cluster1", &manifests, &["--wait"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"manifests[1] Secret default/s: secrets "s" is forbidden: User "system:serviceaccount:default:limited" cannot"#),
+        "{err}"
+    );
+    assert_eq!(data_of(&kube, "allowed").await.as_deref(), Some("yes"));
+    Ok(())
+}
