@@ -96,6 +96,32 @@ fn local_up_runs_a_fleet_that_the_cli_manages() {
     let kubeconfig = dir.path().join("clusters/cluster1/kubeconfig");
     assert!(kubeconfig.is_file());
 
+    // A work through the local fleet reaches cluster1's apiserver.
+    let manifests = dir.path().join("manifests.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello, namespace: default}\ndata: {k: v}\n",
+    )
+    .unwrap();
+    let manifests = manifests.display().to_string();
+    let (ok, text) = cli(
+        &env,
+        &[
+            "create",
+            "work",
+            "hello",
+            "--cluster",
+            "cluster1",
+            "--wait",
+            "-f",
+            &manifests,
+        ],
+    );
+    assert!(
+        ok && text.contains("manifestwork hello applied on cluster cluster1"),
+        "{text}"
+    );
+
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

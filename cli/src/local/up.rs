@@ -131,7 +131,12 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     writeln!(out, "  source {}", env_file.display())?;
     writeln!(out, "  fleetbus get clusters")?;
     writeln!(out, "  fleetbus accept {}", names.join(" "))?;
-    writeln!(out, "  fleetbus get clusters\n")?;
+    writeln!(out, "  fleetbus get clusters")?;
+    writeln!(
+        out,
+        "  fleetbus create work hello --cluster {} --wait -f manifests.yaml   # then: fleetbus get work\n",
+        names.first().copied().unwrap_or("cluster1")
+    )?;
     writeln!(
         out,
         "Look at a cluster directly: kubectl --kubeconfig {}/clusters/<name>/kubeconfig get ns",
