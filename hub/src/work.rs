@@ -314,6 +314,10 @@ impl WorkService {
                 if report.deleted && work.deletion_ms > 0 {
                     return Ok((Action::Delete, (Some(before), None)));
                 }
+                if is_stale(work.status.as_ref(), &status) {
+                    // A slower spoke replica still on an older generation.
+                    return Ok((Action::Keep, (None, None)));
+                }
                 work.status = Some(status.clone());
                 Ok((
                     Action::Put(Box::new(work.clone())),
@@ -378,6 +382,11 @@ impl WorkService {
     }
 }
 
+/// Whether `incoming` describes an older generation than the status already stored.
+fn is_stale(stored: Option<&WorkStatus>, incoming: &WorkStatus) -> bool {
+    stored.is_some_and(|s| incoming.observed_generation < s.observed_generation)
+}
+
 /// The work-level `Applied` condition, if reported.
 fn applied(work: &ManifestWork) -> Option<&Condition> {
     work.status
@@ -385,4 +394,24 @@ fn applied(work: &ManifestWork) -> Option<&Condition> {
         .conditions
         .iter()
         .find(|c| c.r#type == "Applied")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_of_older_generations_are_stale() {
+        let at = |observed_generation| WorkStatus {
+            observed_generation,
+            ..Default::default()
+        };
+        assert!(!is_stale(None, &at(1)));
+        assert!(
+            !is_stale(Some(&at(1)), &at(1)),
+            "same generation: status changes"
+        );
+        assert!(!is_stale(Some(&at(1)), &at(2)));
+        assert!(is_stale(Some(&at(2)), &at(1)));
+    }
 }
