@@ -231,23 +231,20 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         after: &str,
         limit: usize,
     ) -> Result<(Vec<M>, String), StoreError> {
-        let mut page = {
+        let mirrored = {
             let cache = read(&self.cache);
-            if cache.ready {
-                cache.page(prefix, after, limit + 1)
-            } else {
-                Vec::new()
-            }
+            cache.ready.then(|| cache.page(prefix, after, limit + 1))
         };
-        if !read(&self.cache).ready {
-            page = self
+        let mut page = match mirrored {
+            Some(page) => page,
+            None => self
                 .list_direct_keyed(prefix)
                 .await?
                 .into_iter()
                 .filter(|(k, _)| after.is_empty() || k.as_str() > after)
                 .take(limit + 1)
-                .collect();
-        }
+                .collect(),
+        };
         let more = page.len() > limit;
         page.truncate(limit);
         let next = if more {

@@ -48,6 +48,23 @@ fn not_found(cluster: &str, name: &str) -> ApiError {
     ApiError::not_found(format!("work {name} not found on cluster {cluster}"))
 }
 
+/// Whether a stored work may be replaced by a new version of it.
+fn may_replace(old: &ManifestWork, overwrite: bool) -> Result<(), ApiError> {
+    if !overwrite {
+        return Err(ApiError::conflict(format!(
+            "work {} already exists on cluster {}; use --overwrite to update it",
+            old.name, old.cluster
+        )));
+    }
+    if old.deletion_ms > 0 {
+        return Err(ApiError::conflict(format!(
+            "work {} on cluster {} is being deleted",
+            old.name, old.cluster
+        )));
+    }
+    Ok(())
+}
+
 /// Whether two works ask for the same thing.
 fn same_spec(a: &ManifestWork, b: &ManifestWork) -> bool {
     a.manifests_digest == b.manifests_digest
@@ -102,18 +119,7 @@ impl WorkService {
         let k = key(&work.cluster, &work.name);
         let previous = self.works.get(&k).await?;
         if let Some(old) = &previous {
-            if !request.overwrite {
-                return Err(ApiError::conflict(format!(
-                    "work {} already exists on cluster {}; use --overwrite to update it",
-                    work.name, work.cluster
-                )));
-            }
-            if old.deletion_ms > 0 {
-                return Err(ApiError::conflict(format!(
-                    "work {} on cluster {} is being deleted",
-                    work.name, work.cluster
-                )));
-            }
+            may_replace(old, request.overwrite)?;
             if same_spec(old, &work) {
                 return Ok(old.clone());
             }
@@ -128,19 +134,8 @@ impl WorkService {
             .update(&k, |current| {
                 let mut next = work.clone();
                 match current {
-                    Some(_) if !request.overwrite => {
-                        return Err(ApiError::conflict(format!(
-                            "work {} already exists on cluster {}",
-                            work.name, work.cluster
-                        )));
-                    }
-                    Some(old) if old.deletion_ms > 0 => {
-                        return Err(ApiError::conflict(format!(
-                            "work {} on cluster {} is being deleted",
-                            work.name, work.cluster
-                        )));
-                    }
                     Some(old) => {
+                        may_replace(&old, request.overwrite)?;
                         next.generation = old.generation + 1;
                         next.created_ms = old.created_ms;
                         next.created_by = old.created_by;
@@ -153,7 +148,7 @@ impl WorkService {
                     }
                 }
                 next.updated_ms = now;
-                Ok((Action::Put(Box::new(next.clone())), next))
+                Ok::<_, ApiError>((Action::Put(Box::new(next.clone())), next))
             })
             .await?;
         if let Some(old) = previous.filter(|o| o.manifests_digest != stored.manifests_digest) {
@@ -188,8 +183,9 @@ impl WorkService {
         let prefix = if request.cluster.is_empty() {
             String::new()
         } else {
-            names(&request.cluster, "x")?;
-            format!("{}.", request.cluster)
+            let cluster = ClusterName::new(request.cluster.as_str())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            format!("{cluster}.")
         };
         let (items, next) = self
             .works
