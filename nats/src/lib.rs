@@ -15,6 +15,7 @@ pub mod layout;
 pub mod ops;
 pub mod permissions;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod rpc;
 pub mod server;

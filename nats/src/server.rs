@@ -352,12 +352,7 @@ pub fn wait_listening(host: &str, port: u16, timeout: Duration) -> std::io::Resu
     }
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use crate::ports::free_port;
 
 #[cfg(test)]
 mod tests {

@@ -219,6 +219,11 @@ impl Fleet {
     pub async fn kube(&self, name: &str) -> anyhow::Result<KubeServer> {
         KubeServer::start(&self.nats.dir.path().join("kube").join(name)).await
     }
+
+    /// Starts a kube-apiserver + etcd with a real node (pods run) in this test's folder.
+    pub async fn kube_with_node(&self, name: &str) -> anyhow::Result<KubeServer> {
+        KubeServer::start_with_node(&self.nats.dir.path().join("kube").join(name)).await
+    }
 }
 
 fn unreachable_kubeconfig(root: &std::path::Path) -> anyhow::Result<PathBuf> {

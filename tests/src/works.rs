@@ -48,6 +48,21 @@ pub fn condition<'a>(conditions: &'a Value, kind: &str) -> Option<&'a Value> {
 pub async fn one_cluster(name: &str) -> anyhow::Result<(Fleet, KubeServer, Running)> {
     let fleet = Fleet::start().await?;
     let kube = fleet.kube(name).await?;
+    joined(fleet, kube, name).await
+}
+
+/// [`one_cluster`] with a real node: pods run.
+pub async fn one_cluster_with_node(name: &str) -> anyhow::Result<(Fleet, KubeServer, Running)> {
+    let fleet = Fleet::start().await?;
+    let kube = fleet.kube_with_node(name).await?;
+    joined(fleet, kube, name).await
+}
+
+async fn joined(
+    fleet: Fleet,
+    kube: KubeServer,
+    name: &str,
+) -> anyhow::Result<(Fleet, KubeServer, Running)> {
     let spoke = fleet
         .join(
             fleet.spoke_config(name, Some(&kube))?,

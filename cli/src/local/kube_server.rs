@@ -1,6 +1,8 @@
 //! A real kube-apiserver with its own etcd on free loopback ports: RBAC on, a static admin
 //! token in `system:masters`, and a service-account signing key so TokenRequest works. The
-//! binaries come from `$FLEETBUS_KUBE_BIN`, `$KUBEBUILDER_ASSETS` or the testenv cache.
+//! binaries come from `$FLEETBUS_KUBE_BIN`, `$KUBEBUILDER_ASSETS` or the testenv cache. On
+//! request ([`KubeServer::start_with_node`]) it gets a real [`Node`] too: controllers,
+//! scheduler and a kubelet, so pods run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,10 +13,13 @@ use base64::Engine;
 use fleetbus_nats::files::write_atomic;
 use fleetbus_nats::server::free_port;
 
-/// A running etcd + kube-apiserver; both die on drop.
+use super::node::{ApiServer, Node};
+
+/// A running etcd + kube-apiserver (and maybe a node); all die on drop.
 pub struct KubeServer {
     apiserver: Child,
     etcd: Child,
+    node: Option<Node>,
     /// `https://127.0.0.1:<port>`.
     pub url: String,
     /// The apiserver's serving CA bundle (PEM).
@@ -56,6 +61,52 @@ fn spawn(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
 }
 
 impl KubeServer {
+    /// Starts etcd, kube-apiserver and a real node (see [`Node`]) under `dir`, and waits until
+    /// the node is Ready.
+    pub async fn start_with_node(dir: &Path) -> anyhow::Result<Self> {
+        let mut server = Self::start(dir).await?;
+        let dir = dir.canonicalize()?;
+        let node_kubeconfig = dir.join("node.kubeconfig");
+        write_atomic(
+            &node_kubeconfig,
+            server
+                .kubeconfig_yaml(&server.node_token(&dir)?, "node")
+                .as_bytes(),
+            true,
+        )?;
+        let api = ApiServer {
+            admin_kubeconfig: &server.kubeconfig,
+            node_kubeconfig: &node_kubeconfig,
+            sa_key: &dir.join("sa.key"),
+            ca_file: &dir.join("apiserver").join("apiserver.crt"),
+        };
+        server.node = Some(Node::start(&api, &find_kube_bin()?, &dir.join("node")).await?);
+        Ok(server)
+    }
+
+    /// Whether this cluster runs pods.
+    pub fn has_node(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The node's kubelet token, from the token file.
+    fn node_token(&self, dir: &Path) -> anyhow::Result<String> {
+        let tokens = std::fs::read_to_string(dir.join("tokens.csv"))?;
+        tokens
+            .lines()
+            .find(|l| l.contains(",system:node:"))
+            .and_then(|l| l.split(',').next())
+            .map(str::to_owned)
+            .context("no node token in tokens.csv")
+    }
+
+    /// Resident memory of every process of this cluster (etcd, apiserver, and the node's), in
+    /// KiB.
+    pub fn memory_kib(&self) -> u64 {
+        super::node_host::resident_kib(&[self.etcd.id(), self.apiserver.id()])
+            + self.node.as_ref().map_or(0, Node::memory_kib)
+    }
+
     /// Starts etcd and kube-apiserver with their data, certificates and logs under `dir`, and
     /// waits until `/readyz` answers.
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
@@ -76,10 +127,15 @@ impl KubeServer {
         let etcd = spawn(&find_etcd(), &etcd_args, &dir.join("etcd.log"))?;
 
         let admin_token = format!("{:032x}", rand::random::<u128>());
+        let node_token = format!("{:032x}", rand::random::<u128>());
         let tokens = dir.join("tokens.csv");
         write_atomic(
             &tokens,
-            format!("{admin_token},admin,admin-uid,system:masters\n").as_bytes(),
+            format!(
+                "{admin_token},admin,admin-uid,system:masters\n{node_token},system:node:{},node-uid,system:nodes\n",
+                super::node::NODE_NAME
+            )
+            .as_bytes(),
             true,
         )?;
         let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
@@ -103,7 +159,9 @@ impl KubeServer {
             format!("--secure-port={api_port}"),
             format!("--cert-dir={}", cert_dir.display()),
             format!("--token-auth-file={}", tokens.display()),
-            "--authorization-mode=RBAC".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            // The node is named localhost, so the apiserver reaches its kubelet on loopback.
+            "--kubelet-preferred-address-types=Hostname".into(),
             format!("--service-account-key-file={}", sa_pub.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
@@ -130,6 +188,7 @@ impl KubeServer {
         let mut server = Self {
             apiserver,
             etcd,
+            node: None,
             url,
             ca_pem: String::new(),
             admin_token,
@@ -213,6 +272,8 @@ fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
 
 impl Drop for KubeServer {
     fn drop(&mut self) {
+        // The node deletes its pods through the apiserver, so it goes first.
+        drop(self.node.take());
         for child in [&mut self.apiserver, &mut self.etcd] {
             let _ = child.kill();
             let _ = child.wait();

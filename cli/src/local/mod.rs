@@ -2,4 +2,7 @@
 //! kube-apiserver launcher the end-to-end tests share.
 
 pub mod kube_server;
+pub mod node;
+pub mod node_host;
+pub mod supervise;
 pub mod up;

@@ -1,10 +1,12 @@
 //! `fleetbus local-up`: nats-server (mutual TLS, JetStream, auth callout), the hub, and per
-//! cluster an etcd + kube-apiserver with a spoke that asks to join, all on loopback and all
-//! stopped by Ctrl-C. State stays in `--state-dir` so a second run keeps the fleet.
+//! cluster an etcd + kube-apiserver with a real node (as root; `--bare` for API-only clusters)
+//! running a small demo Deployment, and a spoke that asks to join. All on loopback; a hub or
+//! spoke that exits is restarted; Ctrl-C stops everything. State stays in `--state-dir` so a
+//! second run keeps the fleet.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use fleetbus_nats::PkiDir;
@@ -13,6 +15,7 @@ use fleetbus_nats::server::{AuthKeys, NatsServer, ServerConfig, find_binary};
 use fleetbus_schema::ClusterName;
 
 use super::kube_server::KubeServer;
+use super::supervise::Supervised;
 
 /// `fleetbus local-up` flags.
 #[derive(Debug, clap::Args)]
@@ -30,17 +33,35 @@ pub struct LocalUpArgs {
     /// Clusters to create, each with its own kube-apiserver and spoke.
     #[arg(long, default_value = "cluster1,cluster2", value_delimiter = ',')]
     pub clusters: Vec<String>,
+    /// Clusters without nodes: kube-apiservers only, no pods (small or unprivileged machines).
+    #[arg(long, env = "FLEETBUS_LOCAL_BARE", conflicts_with = "nodes")]
+    pub bare: bool,
+    /// Run a node per cluster even when not root (the default as root).
+    #[arg(long)]
+    pub nodes: bool,
 }
 
-/// A child process killed on drop.
-struct Proc(Child, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// The demo workload each cluster with a node runs: real pods that log.
+const DEMO: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: hello
+        image: local/busybox:1
+        imagePullPolicy: Never
+        command: [sh, -c, 'while true; do echo "hello from $(hostname) at $(date -u +%T)"; sleep 5; done']
+"#;
 
 /// Starts everything, prints what to run next, waits for Ctrl-C.
 pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -73,32 +94,48 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     )?;
 
     let root = pki.root().display().to_string();
-    let hub = spawn_sibling(
+    let hub = Supervised::start(
+        "fleetbus-hub".into(),
         "fleetbus-hub",
-        &["--nats-url", &url, "--pki-dir", &root],
+        argv(&["--nats-url", &url, "--pki-dir", &root]),
         &state.join("hub.log"),
     )?;
     writeln!(out, "hub           log {}", state.join("hub.log").display())?;
 
+    let nodes = wants_nodes(&args, out)?;
     let mut kubes = Vec::new();
     let mut spokes = Vec::new();
     for cluster in &clusters {
         let dir = state.join("clusters").join(cluster.as_str());
-        write!(out, "{cluster:<13} starting etcd + kube-apiserver ...")?;
-        out.flush()?;
-        let kube = KubeServer::start(&dir).await?;
+        let started = std::time::Instant::now();
+        let kube = if nodes {
+            write!(
+                out,
+                "{cluster:<13} starting etcd, kube-apiserver and a node ..."
+            )?;
+            out.flush()?;
+            let kube = KubeServer::start_with_node(&dir).await?;
+            apply_demo(&kube)?;
+            kube
+        } else {
+            write!(out, "{cluster:<13} starting etcd + kube-apiserver ...")?;
+            out.flush()?;
+            KubeServer::start(&dir).await?
+        };
         writeln!(
             out,
-            " {}  (admin kubeconfig {})",
+            " {} in {:.0?}  (admin kubeconfig {})",
             kube.url,
+            started.elapsed(),
             kube.kubeconfig.display()
         )?;
         let spoke_state = state.join("spokes").join(cluster.as_str());
         let log = state.join("spokes").join(format!("{cluster}.log"));
         std::fs::create_dir_all(&spoke_state)?;
-        spokes.push(spawn_sibling(
+        spokes.push(Supervised::start(
+            format!("fleetbus-spoke {cluster}"),
             "fleetbus-spoke",
-            &[
+            argv(&[
                 "--cluster-name",
                 cluster.as_str(),
                 "--nats-url",
@@ -111,7 +148,7 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
                 &kube.kubeconfig.display().to_string(),
                 "--labels",
                 &format!("name={cluster}"),
-            ],
+            ]),
             &log,
         )?);
         kubes.push(kube);
@@ -119,14 +156,20 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
 
     let env_file = state.join("env.sh");
     let (admin_cert, admin_key) = pki.user("admin");
+    // The CLI that runs local-up goes first on PATH, so `fleetbus` works in the user's shell.
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let env = format!(
-        "export FLEETBUS_NATS_URL={url}\nexport FLEETBUS_CA={}\nexport FLEETBUS_CERT={}\nexport FLEETBUS_KEY={}\nexport FLEETBUS_PKI_DIR={root}\n",
+        "export FLEETBUS_NATS_URL={url}\nexport FLEETBUS_CA={}\nexport FLEETBUS_CERT={}\nexport FLEETBUS_KEY={}\nexport FLEETBUS_PKI_DIR={root}\nexport PATH=\"{bin_dir}:$PATH\"\n",
         pki.ca_cert().display(),
         admin_cert.display(),
         admin_key.display()
     );
     fleetbus_nats::files::write_atomic(&env_file, env.as_bytes(), false)?;
     let names: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+    print_memory(out, &names, &kubes)?;
     writeln!(out, "\nThe spokes have asked to join. In another shell:\n")?;
     writeln!(out, "  source {}", env_file.display())?;
     writeln!(out, "  fleetbus get clusters")?;
@@ -155,16 +198,10 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
         }
         for proc in &mut watched {
-            if let Ok(Some(status)) = proc.0.try_wait() {
-                anyhow::bail!(
-                    "{} exited ({status}); see the logs in {}",
-                    proc.1,
-                    state.display()
-                );
-            }
+            proc.poll(out)?;
         }
     }
     drop(watched);
@@ -174,21 +211,59 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Starts a fleetbus binary that sits next to this one (or on `PATH`).
-fn spawn_sibling(name: &'static str, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
-    let beside = std::env::current_exe()?.with_file_name(name);
-    let binary = if beside.is_file() {
-        beside
-    } else {
-        PathBuf::from(name)
-    };
-    let file = std::fs::File::create(log)?;
-    let child = Command::new(&binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
+fn argv(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// Nodes as root (or with `--nodes`), none with `--bare`; says so plainly when not root.
+fn wants_nodes(args: &LocalUpArgs, out: &mut impl Write) -> std::io::Result<bool> {
+    if args.bare {
+        return Ok(false);
+    }
+    if args.nodes || super::node::is_root() {
+        return Ok(true);
+    }
+    writeln!(
+        out,
+        "not root: the clusters get no node (no pods). A node runs containerd and a kubelet and adds a bridge, which needs root: run local-up as root for real one-node clusters, or pass --bare to keep API-only clusters without this note."
+    )?;
+    Ok(false)
+}
+
+fn apply_demo(kube: &KubeServer) -> anyhow::Result<()> {
+    let mut child = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kube.kubeconfig.display()))
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {name}; build it with `cargo build --bins`"))?;
-    Ok(Proc(child, name))
+        .context("kubectl not found")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(DEMO.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "cannot create the demo Deployment: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn print_memory(out: &mut impl Write, names: &[&str], kubes: &[KubeServer]) -> std::io::Result<()> {
+    for (name, kube) in names.iter().zip(kubes) {
+        let what = if kube.has_node() {
+            "etcd, kube-apiserver, controller-manager, scheduler, kubelet, containerd and its pods"
+        } else {
+            "etcd and kube-apiserver"
+        };
+        writeln!(
+            out,
+            "{name:<13} memory {} MiB ({what})",
+            kube.memory_kib() / 1024
+        )?;
+    }
+    Ok(())
 }
