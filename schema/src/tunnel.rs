@@ -11,7 +11,7 @@
 //!    short body of known length rides in the head itself (`Fb-Complete: true`): a small
 //!    request is two messages, open and head.
 //! 3. The client sends on `U`: request body **data** frames and **eof**, **credit** frames
-//!    (bytes it has passed on; the spoke never has more than [`WINDOW`] bytes unacknowledged,
+//!    (one per data frame passed on, with its bytes; the spoke never has more than [`WINDOW`] bytes unacknowledged,
 //!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
 //!    **cancel** when its caller goes away. The spoke sends keepalives on idle streams too;
 //!    either side ends a stream that has been silent for [`IDLE_TIMEOUT`].
@@ -54,6 +54,12 @@ pub const HTTP_HEADER_PREFIX: &str = "Fb-H-";
 pub const CHUNK: usize = 256 * 1024;
 /// Most bytes in flight per stream before the sender waits for credit.
 pub const WINDOW: usize = 4 * 1024 * 1024;
+/// Most data frames in flight per stream: each credit frame acknowledges one data frame, so
+/// small frames cannot overrun a receiver's queue while still inside the byte window.
+pub const WINDOW_FRAMES: usize = 128;
+/// Frames a receiver queues per stream: the window's data frames plus room for control frames.
+/// A sender that overruns it breaks the protocol, and the stream fails with an error.
+pub const STREAM_QUEUE: usize = WINDOW_FRAMES + 64;
 /// A spoke whose apiserver has not answered by then sends **ready**, so the client knows the
 /// stream is alive; a client that has heard nothing for [`FIRST_FRAME_TIMEOUT`] gives up.
 pub const ACK_AFTER: Duration = Duration::from_millis(500);

@@ -18,8 +18,7 @@ use crate::kube::Kube;
 use crate::tunnel_stream::{StreamContext, serve_stream};
 use crate::upstream::Upstream;
 
-/// Frames buffered per stream before the client is considered to flood it.
-const STREAM_QUEUE: usize = 256;
+use fleetbus_schema::tunnel::STREAM_QUEUE;
 
 type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Frame>>>>;
 
@@ -80,6 +79,7 @@ pub async fn serve(
                     audit: audit.clone(),
                     cluster: config.cluster.to_string(),
                     actor,
+                    request_id: frame.header(fleetbus_schema::tunnel::REQUEST_ID).unwrap_or("-").to_owned(),
                     reply,
                     upstream_subject: subjects.kapi_stream(&config.cluster, &replica, &stream),
                     stop: stop.child_token(),
@@ -104,7 +104,11 @@ pub async fn serve(
                 };
                 match Frame::parse(msg.headers.as_ref(), msg.payload) {
                     // A full queue means the client ignores flow control: the stream ends.
-                    Ok(frame) => if tx.try_send(frame).is_err() { lock(&routes).remove(&stream); },
+                    Ok(frame) => if tx.try_send(frame).is_err() {
+                        // The stream's task sees its queue close and fails the stream loudly.
+                        tracing::warn!(%stream, "client overran the stream's queue; stream ends");
+                        lock(&routes).remove(&stream);
+                    },
                     Err(e) => tracing::debug!(%stream, error = %e, "garbage frame dropped"),
                 }
             }

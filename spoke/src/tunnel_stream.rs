@@ -36,6 +36,8 @@ pub struct StreamContext {
     pub cluster: String,
     /// Who reads the response: the user whose private inbox the reply goes to.
     pub actor: String,
+    /// The request id from the open frame, for warnings.
+    pub request_id: String,
 }
 
 /// How a stream ended, for the audit event.
@@ -376,8 +378,9 @@ fn build_request(
     Ok(request)
 }
 
-/// Streams the response body in chunks, never more than the window ahead of the client's
-/// credit; returns the bytes sent.
+/// Streams the response body in chunks, never more than the window (bytes and frames) ahead
+/// of the client's credit; returns the bytes sent. A stream that cannot be completed ends with
+/// an error frame and a warning, never with a clean end.
 async fn stream_body(
     ctx: &StreamContext,
     out: &mut Out,
@@ -386,11 +389,15 @@ async fn stream_body(
     mut body: hyper::body::Incoming,
     mut last_client: Instant,
 ) -> u64 {
-    let (mut in_flight, mut sent) = (0usize, 0u64);
+    let request_id = ctx.request_id.as_str();
+    let (mut in_flight, mut frames_in_flight, mut sent) = (0usize, 0usize, 0u64);
     let mut pending = Bytes::new();
     let mut done = false;
     loop {
-        while !pending.is_empty() && in_flight < tunnel::WINDOW {
+        while !pending.is_empty()
+            && in_flight < tunnel::WINDOW
+            && frames_in_flight < tunnel::WINDOW_FRAMES
+        {
             let n = pending
                 .len()
                 .min(tunnel::CHUNK)
@@ -400,35 +407,54 @@ async fn stream_body(
                 .send(async_nats::HeaderMap::new(), FrameKind::Data, chunk)
                 .await
             {
+                tracing::warn!(%request_id, sent, "cannot publish a response frame; stream ends");
                 return sent;
             }
             in_flight += n;
+            frames_in_flight += 1;
             sent += n as u64;
         }
         if done && pending.is_empty() {
             out.frame(FrameKind::End).await;
             return sent;
         }
-        let want_more = pending.is_empty() && !done && in_flight < tunnel::WINDOW;
-        tokio::select! {
-            () = ctx.stop.cancelled() => { out.error(503, "the spoke is shutting down").await; return sent; }
-            frame = inbound.recv() => match control(frame, seq) {
-                Ok(credit) => {
-                    in_flight = in_flight.saturating_sub(credit.unwrap_or(0));
-                    last_client = Instant::now();
-                }
-                Err(()) => return sent,
+        let want_more = pending.is_empty()
+            && !done
+            && in_flight < tunnel::WINDOW
+            && frames_in_flight < tunnel::WINDOW_FRAMES;
+        let failure = tokio::select! {
+            () = ctx.stop.cancelled() => (503, "the spoke is shutting down".to_owned()),
+            frame = inbound.recv() => match frame {
+                Some(frame) if frame.kind == FrameKind::Cancel => return sent,
+                frame => match control(frame, seq) {
+                    Ok(credit) => {
+                        if let Some(n) = credit {
+                            in_flight = in_flight.saturating_sub(n);
+                            frames_in_flight = frames_in_flight.saturating_sub(1);
+                        }
+                        last_client = Instant::now();
+                        continue;
+                    }
+                    Err(()) => (400, "the client broke the protocol or overran its queue".to_owned()),
+                },
             },
             next = body.frame(), if want_more => match next {
-                None => done = true,
-                Some(Ok(frame)) => if let Ok(data) = frame.into_data() { pending = data },
-                Some(Err(e)) => { out.error(502, &format!("the kube-apiserver response broke off: {e}")).await; return sent; }
+                None => { done = true; continue; }
+                Some(Ok(frame)) => { if let Ok(data) = frame.into_data() { pending = data } continue; }
+                Some(Err(e)) => (502, format!("the kube-apiserver response broke off: {e}")),
             },
-            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return sent,
+            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => (408, "the client went silent".to_owned()),
             () = sleep_until((out.last + tunnel::KEEPALIVE).into()) => {
-                if !out.frame(FrameKind::Keepalive).await { return sent; }
+                if !out.frame(FrameKind::Keepalive).await {
+                    (499, "cannot publish a keepalive".to_owned())
+                } else {
+                    continue;
+                }
             }
-        }
+        };
+        tracing::warn!(%request_id, sent, code = failure.0, cause = %failure.1, "response stream failed");
+        out.error(failure.0, &failure.1).await;
+        return sent;
     }
 }
 

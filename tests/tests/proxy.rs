@@ -460,3 +460,73 @@ async fn an_apiserver_with_an_unexpected_ca_is_a_clear_error() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_lists_are_whole_while_other_clients_hang_up() -> anyhow::Result<()> {
+    let seed = seed().await?;
+    let (fleet, kube) = (&seed.fleet, &seed.kube);
+    let admin = kube.admin_client().await?;
+    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
+    for i in 0..8 {
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("blob".to_owned(), format!("{i:04}").repeat(125_000));
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("load-{i}")),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        configmaps.create(&PostParams::default(), &cm).await?;
+    }
+    let path = "/api/v1/namespaces/default/configmaps";
+    let direct = admin
+        .request_text(
+            http::Request::get(path)
+                .header("accept", "application/json")
+                .body(Vec::new())?,
+        )
+        .await?;
+    assert!(direct.len() >= 4_000_000, "{}", direct.len());
+    let direct = Bytes::from(direct);
+
+    let (_hub, tunnel) = tunnel_as(fleet, "admin").await?;
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let (tunnel, token, direct) = (tunnel.clone(), kube.admin_token.clone(), direct.clone());
+        clients.spawn(async move {
+            let id = format!("test-load-{i}");
+            let response = tunnel
+                .request(&get(path, &token), Bytes::new(), &id)
+                .await?;
+            anyhow::ensure!(response.status() == 200, "{id}: {}", response.status());
+            let mut body = response.into_body();
+            let mut received = Vec::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    received.extend_from_slice(&data);
+                }
+                // Every third client hangs up mid-body.
+                if i % 3 == 0 && received.len() > 1_000_000 {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                received == direct,
+                "{id}: {} of {} bytes",
+                received.len(),
+                direct.len()
+            );
+            Ok(())
+        });
+    }
+    while let Some(result) = clients.join_next().await {
+        result??;
+    }
+    eventually("every stream freed", WAIT, || async {
+        (seed.streams() == 0).then_some(())
+    })
+    .await?;
+    Ok(())
+}

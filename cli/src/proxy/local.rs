@@ -94,6 +94,11 @@ pub async fn serve(
                 }
             },
         };
+        // Responses are written in pieces as frames arrive; Nagle would hold each tail back
+        // until the client's delayed ACK (~40 ms on keep-alive connections).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot disable Nagle on a local connection");
+        }
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
             let Ok(stream) = tls.accept(stream).await else {

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-/// Frames queued per stream; the spoke never has more than a window of data in flight, so
-/// only a misbehaving sender fills it, and then its stream ends.
-const STREAM_QUEUE: usize = 256;
+// The spoke never has more than a window of data frames in flight, so only a misbehaving
+// sender fills a stream's queue, and then its stream fails.
+use fleetbus_schema::tunnel::STREAM_QUEUE;
 
 type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<async_nats::Message>>>>;
 
@@ -45,6 +45,8 @@ impl Mux {
                 if let Some(tx) = table.get(&token)
                     && tx.try_send(msg).is_err()
                 {
+                    // The stream's reader sees its queue close and fails the response.
+                    tracing::warn!(stream = %token, "the spoke overran a stream's queue");
                     table.remove(&token);
                 }
             }

@@ -191,6 +191,7 @@ impl Tunnel {
         }
         let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
         let pump = Pump {
+            request_id: request_id.to_owned(),
             client: self.client.clone(),
             upstream,
             seq,
@@ -254,6 +255,7 @@ fn tokio_stream_from<T: Send + 'static>(
 
 /// Moves response frames into the body and credit, keepalives and cancel back to the spoke.
 struct Pump {
+    request_id: String,
     client: async_nats::Client,
     upstream: String,
     seq: SeqCheck,
@@ -273,59 +275,70 @@ impl Pump {
             .await;
     }
 
+    /// Relays until the response ends. Frames are read even while the caller is not taking
+    /// the body (they are bounded by the window), so keepalives flow both ways and a slow
+    /// reader never overruns the queue. Any failure reaches the caller as a body error and
+    /// is logged with the request id: a response is never cut short silently.
     async fn run(
         mut self,
         mut replies: Replies,
         tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
     ) {
-        let broken = |why: String| Err(std::io::Error::other(why));
         let mut keepalive = tokio::time::interval(tunnel::KEEPALIVE);
         keepalive.tick().await;
-        loop {
+        let mut buffered: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+        let mut ended = false;
+        let mut heard = tokio::time::Instant::now();
+        let failure = loop {
+            if ended && buffered.is_empty() {
+                return;
+            }
             let msg = tokio::select! {
                 () = tx.closed() => return self.send(FrameKind::Cancel, None).await,
                 _ = keepalive.tick() => { self.send(FrameKind::Keepalive, None).await; continue; }
-                msg = tokio::time::timeout(tunnel::IDLE_TIMEOUT, replies.next()) => msg,
+                permit = tx.reserve(), if !buffered.is_empty() => {
+                    let Ok(permit) = permit else { return self.send(FrameKind::Cancel, None).await };
+                    let Some(data) = buffered.pop_front() else { continue };
+                    let n = data.len();
+                    permit.send(Ok(hyper::body::Frame::data(data)));
+                    if !ended {
+                        self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string()))).await;
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(heard + tunnel::IDLE_TIMEOUT), if !ended => {
+                    break "the spoke went silent".to_owned();
+                }
+                msg = replies.next(), if !ended => msg,
             };
-            let Ok(Some(msg)) = msg else {
-                let _ = tx.send(broken("the spoke went silent".into())).await;
-                return self.send(FrameKind::Cancel, None).await;
+            heard = tokio::time::Instant::now();
+            let Some(msg) = msg else {
+                break "the spoke overran the stream's queue".to_owned();
             };
             let frame = match Frame::parse(msg.headers.as_ref(), msg.payload)
                 .and_then(|f| self.seq.check(f.seq).map(|()| f))
             {
                 Ok(frame) => frame,
-                Err(e) => {
-                    let _ = tx.send(broken(format!("tunnel protocol error: {e}"))).await;
-                    return self.send(FrameKind::Cancel, None).await;
-                }
+                Err(e) => break format!("tunnel protocol error: {e}"),
             };
             match frame.kind {
-                FrameKind::Data => {
-                    let n = frame.payload.len();
-                    if tx
-                        .send(Ok(hyper::body::Frame::data(frame.payload)))
-                        .await
-                        .is_err()
-                    {
-                        return self.send(FrameKind::Cancel, None).await;
-                    }
-                    self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string())))
-                        .await;
+                FrameKind::Data if buffered.len() < tunnel::WINDOW_FRAMES => {
+                    buffered.push_back(frame.payload);
                 }
-                FrameKind::End => return,
+                FrameKind::Data => break "the spoke sent more than its window".to_owned(),
+                FrameKind::End => ended = true,
                 FrameKind::Keepalive => {}
                 FrameKind::Error => {
-                    let _ = tx.send(broken(remote(&frame).to_string())).await;
+                    let why = remote(&frame).to_string();
+                    tracing::warn!(request_id = %self.request_id, cause = %why, "response stream failed on the spoke");
+                    let _ = tx.send(Err(std::io::Error::other(why))).await;
                     return;
                 }
-                other => {
-                    let _ = tx
-                        .send(broken(format!("unexpected {} frame", other.as_str())))
-                        .await;
-                    return self.send(FrameKind::Cancel, None).await;
-                }
+                other => break format!("unexpected {} frame", other.as_str()),
             }
-        }
+        };
+        tracing::warn!(request_id = %self.request_id, cause = %failure, "response stream failed");
+        let _ = tx.send(Err(std::io::Error::other(failure))).await;
+        self.send(FrameKind::Cancel, None).await;
     }
 }
