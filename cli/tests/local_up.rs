@@ -1,6 +1,8 @@
 //! The README's run command, for real: `fleetbus local-up` starts nats-server, the hub, two
 //! kube-apiservers and two spokes; the CLI, pointed at it by `env.sh`, accepts both clusters
-//! and sees them available; Ctrl-C stops everything.
+//! and sees them available; each cluster is a real one-node cluster running the demo
+//! Deployment; a spoke killed with SIGKILL is restarted and its cluster comes back by itself;
+//! Ctrl-C stops everything.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -43,8 +45,24 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The pid of the spoke local-up runs for `cluster` with state under `dir`.
+fn spoke_pid(dir: &Path, cluster: &str) -> u32 {
+    let state = dir.join("spokes").join(cluster).display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("fleetbus-spoke") && cmd.contains(&format!("{state} "))).then_some(pid)
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no spoke for {cluster} runs"))
+}
+
 #[test]
-fn local_up_runs_a_fleet_that_the_cli_manages() {
+fn local_up_runs_a_fleet_that_the_cli_manages_on_a_node() {
     let hub = fleetbus().with_file_name("fleetbus-hub");
     assert!(
         hub.is_file(),
@@ -69,7 +87,7 @@ fn local_up_runs_a_fleet_that_the_cli_manages() {
         }
     });
     let mut printed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while !printed
         .iter()
         .any(|l: &String| l.contains("fleetbus accept cluster1 cluster2"))
@@ -95,6 +113,58 @@ fn local_up_runs_a_fleet_that_the_cli_manages() {
     });
     let kubeconfig = dir.path().join("clusters/cluster1/kubeconfig");
     assert!(kubeconfig.is_file());
+    eventually(
+        "the demo Deployment running",
+        Duration::from_secs(90),
+        || {
+            let out = Command::new("kubectl")
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["-n", "demo", "get", "deployment", "hello", "-o"])
+                .arg("jsonpath={.status.readyReplicas}")
+                .output()
+                .unwrap();
+            out.stdout == b"2"
+        },
+    );
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("cluster1") && l.contains(" MiB (")),
+        "memory per cluster is printed: {printed:?}"
+    );
+
+    // env.sh puts the CLI on PATH.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && command -v fleetbus",
+            dir.path().join("env.sh").display()
+        ))
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fleetbus is on PATH after env.sh");
+
+    // A spoke that dies is restarted; its cluster goes Unknown and comes back on its own.
+    let spoke = spoke_pid(dir.path(), "cluster1");
+    Command::new("kill")
+        .args(["-KILL", &spoke.to_string()])
+        .status()
+        .unwrap();
+    let row = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with("cluster1 "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually("cluster1 Unknown", Duration::from_secs(30), || {
+        row(&cli(&env, &["get", "clusters"]).1).contains(" Unknown ")
+    });
+    eventually("cluster1 Available again", Duration::from_secs(60), || {
+        row(&cli(&env, &["get", "clusters"]).1).contains(" True ")
+    });
+    assert_ne!(spoke_pid(dir.path(), "cluster1"), spoke, "a new spoke runs");
 
     // A work through the local fleet reaches cluster1's apiserver.
     let manifests = dir.path().join("manifests.yaml");

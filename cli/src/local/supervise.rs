@@ -1,6 +1,8 @@
 //! Keeps `local-up`'s hub and spokes running the way compose's `restart: unless-stopped`
 //! would: a child that exits is reported (name, exit status, log) and started again after a
-//! backoff that doubles up to 30 s and resets once the child has stayed up for a minute.
+//! backoff that doubles up to a minute and resets once the child has stayed up for a minute.
+//! The first wait (5 s) outlasts the hub's lease, so a crashed spoke's cluster is seen going
+//! `Unknown` before it comes back.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Up this long, a child counts as healthy again and its backoff starts over.
 const STABLE: Duration = Duration::from_secs(60);
 
@@ -132,6 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("x.log");
         let mut s = Supervised::start("true-ish".into(), "true", Vec::new(), &log).unwrap();
+        s.backoff = Duration::from_millis(100);
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !String::from_utf8_lossy(&out).contains("restarted") {
@@ -148,7 +151,7 @@ mod tests {
             text.starts_with("true-ish exited (exit status: 0); log "),
             "{text}"
         );
-        assert!(text.contains("restarting in 1s"), "{text}");
-        assert_eq!(s.backoff, Duration::from_secs(2), "the backoff doubles");
+        assert!(text.contains("restarting in 0s"), "{text}");
+        assert_eq!(s.backoff, Duration::from_millis(200), "the backoff doubles");
     }
 }
