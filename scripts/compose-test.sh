@@ -143,6 +143,7 @@ cat >"$WORK/compose.env" <<ENV
 FLEETBUS_IMAGE=fleetbus-test/fleetbus:local
 FLEETBUS_NATS_IMAGE=fleetbus-test/nats:local
 FLEETBUS_CLUSTER_IMAGE=fleetbus-test/cluster:local
+FLEETBUS_CLUSTER_PRIVILEGED=false
 ENV
 dc() { docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" "$@"; }
 
@@ -200,9 +201,10 @@ for n in 1 2; do
   check "the hub cannot open a TCP connection to k3s-$n ($ip:6443)" cannot_reach "$ip"
 done
 
-modes_ok() { # no file readable by others in the pki, bootstrap and spoke volumes, except certs
+# Certificates and nats-auth.conf (the auth callout's public nkeys) are public by design.
+modes_ok() { # no other file readable by others in the pki, bootstrap and spoke volumes
   local bad
-  bad=$(dc exec -T hub sh -c 'find /pki -type f -perm -004 ! -name "*.crt"'; \
+  bad=$(dc exec -T hub sh -c 'find /pki -type f -perm -004 ! -name "*.crt" ! -name nats-auth.conf'; \
         dc exec -T spoke-1 sh -c 'find /bootstrap/ /var/lib/fleetbus-spoke -type f -perm -004 ! -name "*.crt" ! -name kubeconfig')
   [ -z "$bad" ] || { echo "world-readable: $bad"; return 1; }
 }
