@@ -25,3 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+# Reached only when every test above passed (set -e); its failure fails the test command.
+echo "== docker compose (scripts/compose-test.sh)"
+scripts/compose-test.sh
