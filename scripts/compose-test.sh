@@ -41,6 +41,8 @@ fi
 
 mkdir -p "$WORK"
 dockerd_pid=""
+# dockerd turns on IP forwarding host-wide; put back what the machine had.
+ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo "")
 cleanup() {
   set +e
   if [ -n "${DOCKER_HOST:-}" ] && [ -f "$WORK/compose.env" ]; then
@@ -50,6 +52,7 @@ cleanup() {
   if [ -n "$dockerd_pid" ]; then
     kill "$dockerd_pid" 2>/dev/null || true
     for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
+    [ -n "$ip_forward" ] && echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward
   fi
   rm -rf "$WORK/rootfs" "$WORK/ctx"
 }
