@@ -183,6 +183,14 @@ pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
     Ok(fingerprint(csr.certification_request_info.subject_pki.raw))
 }
 
+/// The SHA-256 (hex) of the public key of a PEM private key: the value [`inspect`] reports for
+/// a certificate of that key, so a key and a certificate can be checked to belong together.
+pub fn key_fingerprint(key_pem: &str) -> Result<String, PkiError> {
+    use rcgen::PublicKeyData;
+    let key = KeyPair::from_pem(key_pem)?;
+    Ok(fingerprint(&key.subject_public_key_info()))
+}
+
 fn base_params(
     common_name: &str,
     not_before: OffsetDateTime,
@@ -300,6 +308,19 @@ mod tests {
         let info = inspect(&cert).unwrap();
         assert_eq!(info.identity, Some(granted));
         assert_eq!(info.key_fingerprint, csr_key_fingerprint(&csr).unwrap());
+    }
+
+    #[test]
+    fn a_key_and_its_certificate_have_one_fingerprint_another_key_not() {
+        let (ca, _) = Ca::generate("test CA", DAY).unwrap();
+        let id = Identity::Spoke(ClusterName::new("c1").unwrap());
+        let (key, csr) = new_key_and_csr(&id).unwrap();
+        let cert = ca.sign_csr(&csr, &id, DAY).unwrap();
+        let info = inspect(&cert).unwrap();
+        assert_eq!(key_fingerprint(&key).unwrap(), info.key_fingerprint);
+        let (other, _) = new_key_and_csr(&id).unwrap();
+        assert_ne!(key_fingerprint(&other).unwrap(), info.key_fingerprint);
+        assert!(key_fingerprint("not a key").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! Lease while it was paused cannot overwrite what the next one stored.
 
 pub mod lease;
+pub mod pair;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -93,6 +94,8 @@ pub struct IdentityStore {
     contended: bool,
     /// The problem last logged, so each is logged once.
     problem: Problem,
+    /// The Secret version last reported as holding a mismatched pair.
+    mismatch_logged: Option<String>,
 }
 
 /// The Secret could not be read or written.
@@ -135,6 +138,7 @@ impl IdentityStore {
             base: None,
             contended: false,
             problem: Problem::default(),
+            mismatch_logged: None,
         })
     }
 
@@ -278,18 +282,32 @@ impl IdentityStore {
         self.base = secret
             .as_ref()
             .and_then(|s| s.metadata.resource_version.clone());
-        let (key, cert) = contents(secret.as_ref());
-        if let Some(key) = key {
-            write_if_changed(&self.tls.key, &key, true)?;
-        }
-        match cert {
-            Some(cert) => write_if_changed(&self.tls.cert, &cert, false)?,
-            None => match std::fs::remove_file(&self.tls.cert) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            },
+        match contents(secret.as_ref()) {
+            (Some(key), Some(cert)) => self.write_pair(&key, &cert)?,
+            (key, None) => {
+                if let Some(key) = key {
+                    write_if_changed(&self.tls.key, &key, true)?;
+                }
+                match std::fs::remove_file(&self.tls.cert) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            // A certificate without its key is of no use; joining makes a key.
+            (None, Some(_)) => {}
         }
         Ok(())
+    }
+
+    /// Puts the Secret's pair into the state folder unless it is there already.
+    fn write_pair(&self, key: &str, cert: &str) -> std::io::Result<()> {
+        let same = |path: &std::path::Path, pem: &str| {
+            std::fs::read_to_string(path).ok().as_deref() == Some(pem)
+        };
+        if same(&self.tls.key, key) && same(&self.tls.cert, cert) {
+            return Ok(());
+        }
+        pair::write(&self.tls, key, cert)
     }
 
     /// Takes the Secret's key and certificate if the certificate is this cluster's and expires
@@ -312,8 +330,14 @@ impl IdentityStore {
         if stored.identity.as_ref() != Some(&self.identity) || !newer {
             return Ok(false);
         }
-        write_if_changed(&self.tls.key, &key, true)?;
-        write_if_changed(&self.tls.cert, &cert, false)?;
+        if !pair::belong_together(&key, &cert) {
+            if self.mismatch_logged.as_ref() != self.base.as_ref() {
+                tracing::warn!(secret = %self.name, "the identity secret holds a key and a certificate that do not belong together; keeping the current ones");
+                self.mismatch_logged = self.base.clone();
+            }
+            return Ok(false);
+        }
+        self.write_pair(&key, &cert)?;
         tracing::info!(secret = %self.name, "adopted the certificate another replica stored");
         Ok(true)
     }

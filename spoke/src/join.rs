@@ -13,6 +13,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::identity_store::pair::{self, Held, Settled};
 
 /// Why joining cannot succeed without a person changing something.
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +136,30 @@ fn accept(
     Ok(true)
 }
 
-/// Whether the state folder holds a certificate for this cluster that is still valid.
+/// Whether the state folder holds a certificate for this cluster that is still valid and
+/// belongs to the key beside it. Finishes a renewal a crash interrupted first; a pair that does
+/// not belong together is reported once here, and the caller joins again with the key.
 pub fn has_valid_certificate(config: &Config) -> bool {
-    let Ok(pem) = std::fs::read_to_string(config.spoke_tls().cert) else {
-        return false;
-    };
-    let Ok(info) = pki::inspect(&pem) else {
-        return false;
-    };
+    let tls = config.spoke_tls();
+    match pair::settle(&tls) {
+        Ok(Settled::Clean) => {}
+        Ok(Settled::Finished) => {
+            tracing::info!(cluster = %config.cluster, "finished a certificate renewal that was interrupted");
+        }
+        Ok(Settled::Discarded) => {
+            tracing::info!(cluster = %config.cluster, "discarded an interrupted certificate renewal; keeping the previous certificate");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot finish an interrupted certificate renewal"),
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    info.identity == Some(Identity::Spoke(config.cluster.clone())) && info.not_after_ms > now
+    let held = pair::check(&tls, &Identity::Spoke(config.cluster.clone()), now);
+    if held == Held::Mismatch {
+        tracing::warn!(
+            cluster = %config.cluster,
+            "the key and the certificate in the state folder do not belong together (an interrupted renewal?); joining again with the key"
+        );
+    }
+    held == Held::Valid
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_nats::{ClientError, Event, ServerError};
 use fleetbus_nats::connect::{self, connect_retrying};
-use fleetbus_nats::files::write_atomic;
 use fleetbus_nats::pki;
 use fleetbus_schema::v1::{ClusterClaims, Heartbeat, RenewReply, RenewRequest};
 use fleetbus_schema::{HubTopic, Identity};
@@ -246,7 +245,8 @@ fn time_until_renewal(config: &Config) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(at.saturating_sub(now).max(0) as u64))
 }
 
-/// One renewal: a new key, a CSR to the hub, both files replaced atomically.
+/// One renewal: a new key, a CSR to the hub, the pair replaced so that a crash cannot leave
+/// the new key beside the old certificate.
 async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<()> {
     let identity = Identity::Spoke(config.cluster.clone());
     let (key, csr) = pki::new_key_and_csr(&identity)?;
@@ -260,9 +260,7 @@ async fn renew(client: &async_nats::Client, config: &Config) -> anyhow::Result<(
     if info.identity.as_ref() != Some(&identity) || info.key_fingerprint != expected_key {
         anyhow::bail!("hub returned a certificate for another identity or key");
     }
-    let tls = config.spoke_tls();
-    write_atomic(&tls.key, key.as_bytes(), true)?;
-    write_atomic(&tls.cert, reply.certificate_pem.as_bytes(), false)?;
+    crate::identity_store::pair::write(&config.spoke_tls(), &key, &reply.certificate_pem)?;
     Ok(())
 }
 
