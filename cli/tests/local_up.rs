@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use fleetbus_cli::local::kube_server::kubectl;
+use fleetbus_cli::local::node_host::command_lines;
+
 fn fleetbus() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleetbus"))
 }
@@ -48,16 +51,10 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 /// The pid of the spoke local-up runs for `cluster` with state under `dir`.
 fn spoke_pid(dir: &Path, cluster: &str) -> u32 {
     let state = dir.join("spokes").join(cluster).display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains("fleetbus-spoke") && cmd.contains(&format!("{state} "))).then_some(pid)
-        })
-        .next()
+    command_lines()
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("fleetbus-spoke") && cmd.contains(&format!("{state} ")))
+        .map(|(pid, _)| pid)
         .unwrap_or_else(|| panic!("no spoke for {cluster} runs"))
 }
 
@@ -117,8 +114,7 @@ fn local_up_runs_a_fleet_that_the_cli_manages_on_a_node() {
         "the demo Deployment running",
         Duration::from_secs(90),
         || {
-            let out = Command::new("kubectl")
-                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            let out = kubectl(&kubeconfig)
                 .args(["-n", "demo", "get", "deployment", "hello", "-o"])
                 .arg("jsonpath={.status.readyReplicas}")
                 .output()

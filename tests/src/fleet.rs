@@ -370,4 +370,17 @@ impl Fleet {
             .env("FLEETBUS_SUBJECT_PREFIX", &flags.subject_prefix);
         cmd
     }
+
+    /// `fleetbus proxy kubectl --cluster CLUSTER --sa SA -- ARGS` as `user`.
+    pub fn proxy_kubectl(
+        &self,
+        user: &str,
+        cluster: &str,
+        sa: &str,
+        args: &[&str],
+    ) -> std::process::Command {
+        let mut argv = vec!["proxy", "kubectl", "--cluster", cluster, "--sa", sa, "--"];
+        argv.extend_from_slice(args);
+        self.command_as(user, &argv)
+    }
 }

@@ -8,12 +8,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fleetbus_cli::local::kube_server::KubeServer;
-use fleetbus_cli::local::node_host::{SYSCTLS, read_sysctl};
+use fleetbus_cli::local::node_host::{SYSCTLS, command_lines, read_sysctl};
 use fleetbus_schema::v1::ConditionStatus;
 use fleetbus_tests::works::{condition, create_work, one_cluster_with_node, work_json};
 use fleetbus_tests::{Fleet, eventually};
@@ -22,11 +22,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn kubectl(kube: &KubeServer, args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
-        .arg(format!("--kubeconfig={}", kube.kubeconfig.display()))
-        .args(args)
-        .output()
-        .expect("kubectl runs")
+    kube.kubectl().args(args).output().expect("kubectl runs")
 }
 
 fn kubectl_ok(kube: &KubeServer, args: &[&str]) -> String {
@@ -64,15 +60,9 @@ spec:
 /// Processes whose command line names `dir`.
 fn processes_under(dir: &Path) -> Vec<String> {
     let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name().to_str()?.parse::<u32>().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(&needle).then_some(cmd)
-        })
+    command_lines()
+        .into_iter()
+        .filter_map(|(_, cmd)| cmd.contains(&needle).then_some(cmd))
         .collect()
 }
 
@@ -301,19 +291,7 @@ async fn logs_and_logs_follow_through_the_tunnel_on_a_node() -> anyhow::Result<(
         &kube,
         &["rollout", "status", "deployment/web", "--timeout=90s"],
     );
-    let proxy = |args: &[&str]| {
-        let mut argv = vec![
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "ops",
-            "--",
-        ];
-        argv.extend_from_slice(args);
-        fleet.command_as("admin", &argv)
-    };
+    let proxy = |args: &[&str]| fleet.proxy_kubectl("admin", "cluster1", "ops", args);
 
     let out = eventually("logs through the tunnel", WAIT, || async {
         let out = proxy(&["logs", "deployment/web"]).output().ok()?;

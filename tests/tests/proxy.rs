@@ -25,17 +25,41 @@ const FORBIDDEN: &str = r#"Error from server (Forbidden): pods is forbidden: Use
 
 /// `fleetbus proxy kubectl --cluster cluster1 --sa dep -- ARGS` as `user`.
 fn kubectl_as(fleet: &Fleet, user: &str, args: &[&str]) -> Command {
-    let mut argv = vec![
-        "proxy",
-        "kubectl",
-        "--cluster",
-        "cluster1",
-        "--sa",
-        "dep",
-        "--",
-    ];
-    argv.extend_from_slice(args);
-    fleet.command_as(user, &argv)
+    fleet.proxy_kubectl(user, "cluster1", "dep", args)
+}
+
+/// Creates `count` ConfigMaps `<prefix>-N` in `default` of ~`4 * repeat` bytes each, and
+/// returns the path of their LIST and its body read directly from the apiserver.
+async fn big_configmaps(
+    kube: &KubeServer,
+    prefix: &str,
+    count: usize,
+    repeat: usize,
+) -> anyhow::Result<(&'static str, String)> {
+    let admin = kube.admin_client().await?;
+    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
+    for i in 0..count {
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("blob".to_owned(), format!("{i:04}").repeat(repeat));
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{prefix}-{i}")),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        configmaps.create(&PostParams::default(), &cm).await?;
+    }
+    let path = "/api/v1/namespaces/default/configmaps";
+    let direct = admin
+        .request_text(
+            http::Request::get(path)
+                .header("accept", "application/json")
+                .body(Vec::new())?,
+        )
+        .await?;
+    Ok((path, direct))
 }
 
 /// A fleet with cluster1 on a real apiserver, accepted, and MSA `dep` that may list deployments
@@ -253,29 +277,7 @@ fn get(path: &str, token: &str) -> http::request::Parts {
 async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::Result<()> {
     let seed = seed().await?;
     let (fleet, kube) = (&seed.fleet, &seed.kube);
-    let admin = kube.admin_client().await?;
-    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
-    for i in 0..21 {
-        let mut data = std::collections::BTreeMap::new();
-        data.insert("blob".to_owned(), format!("{i:04}").repeat(250_000));
-        let cm = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(format!("big-{i}")),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        configmaps.create(&PostParams::default(), &cm).await?;
-    }
-    let path = "/api/v1/namespaces/default/configmaps";
-    let direct = admin
-        .request_text(
-            http::Request::get(path)
-                .header("accept", "application/json")
-                .body(Vec::new())?,
-        )
-        .await?;
+    let (path, direct) = big_configmaps(kube, "big", 21, 250_000).await?;
     assert!(direct.len() >= 20_000_000, "{}", direct.len());
 
     let (_hub, tunnel) = tunnel_as(fleet, "admin").await?;
@@ -465,29 +467,7 @@ async fn an_apiserver_with_an_unexpected_ca_is_a_clear_error() -> anyhow::Result
 async fn concurrent_large_lists_are_whole_while_other_clients_hang_up() -> anyhow::Result<()> {
     let seed = seed().await?;
     let (fleet, kube) = (&seed.fleet, &seed.kube);
-    let admin = kube.admin_client().await?;
-    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
-    for i in 0..8 {
-        let mut data = std::collections::BTreeMap::new();
-        data.insert("blob".to_owned(), format!("{i:04}").repeat(125_000));
-        let cm = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(format!("load-{i}")),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        configmaps.create(&PostParams::default(), &cm).await?;
-    }
-    let path = "/api/v1/namespaces/default/configmaps";
-    let direct = admin
-        .request_text(
-            http::Request::get(path)
-                .header("accept", "application/json")
-                .body(Vec::new())?,
-        )
-        .await?;
+    let (path, direct) = big_configmaps(kube, "load", 8, 125_000).await?;
     assert!(direct.len() >= 4_000_000, "{}", direct.len());
     let direct = Bytes::from(direct);
 

@@ -150,17 +150,10 @@ async fn seed_works_reach_cluster1_only() -> anyhow::Result<()> {
         .await?;
     fleet.reported_token("dep", "cluster1").await?;
     let kubectl = |args: &[&str]| {
-        let mut argv = vec![
-            "proxy",
-            "kubectl",
-            "--cluster",
-            "cluster1",
-            "--sa",
-            "dep",
-            "--",
-        ];
-        argv.extend_from_slice(args);
-        fleet.command_as("alice", &argv).output().unwrap()
+        fleet
+            .proxy_kubectl("alice", "cluster1", "dep", args)
+            .output()
+            .unwrap()
     };
     let listed = kubectl(&["get", "deployments", "-A"]);
     assert!(

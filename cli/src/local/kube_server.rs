@@ -26,6 +26,8 @@ pub struct KubeServer {
     pub ca_pem: String,
     /// Bearer token of the `admin` user (`system:masters`).
     pub admin_token: String,
+    /// Bearer token of the kubelet (`system:node:localhost`).
+    node_token: String,
     /// An admin kubeconfig (0600).
     pub kubeconfig: PathBuf,
     /// The apiserver's audit log (metadata of every request, JSON lines).
@@ -49,7 +51,8 @@ fn find_etcd() -> PathBuf {
     std::env::var_os("FLEETBUS_ETCD").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
 }
 
-fn spawn(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+/// Starts `binary` with its output in `log`.
+pub(super) fn spawn(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
     let file = std::fs::File::create(log)?;
     Command::new(binary)
         .args(args)
@@ -60,7 +63,19 @@ fn spawn(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start {}", binary.display()))
 }
 
+/// `kubectl --kubeconfig=<kubeconfig>`, to add arguments to.
+pub fn kubectl(kubeconfig: &Path) -> Command {
+    let mut cmd = Command::new("kubectl");
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()));
+    cmd
+}
+
 impl KubeServer {
+    /// `kubectl` as this server's admin.
+    pub fn kubectl(&self) -> Command {
+        kubectl(&self.kubeconfig)
+    }
+
     /// Starts etcd, kube-apiserver and a real node (see [`Node`]) under `dir`, and waits until
     /// the node is Ready.
     pub async fn start_with_node(dir: &Path) -> anyhow::Result<Self> {
@@ -70,7 +85,7 @@ impl KubeServer {
         write_atomic(
             &node_kubeconfig,
             server
-                .kubeconfig_yaml(&server.node_token(&dir)?, "node")
+                .kubeconfig_yaml(&server.node_token, "node")
                 .as_bytes(),
             true,
         )?;
@@ -87,17 +102,6 @@ impl KubeServer {
     /// Whether this cluster runs pods.
     pub fn has_node(&self) -> bool {
         self.node.is_some()
-    }
-
-    /// The node's kubelet token, from the token file.
-    fn node_token(&self, dir: &Path) -> anyhow::Result<String> {
-        let tokens = std::fs::read_to_string(dir.join("tokens.csv"))?;
-        tokens
-            .lines()
-            .find(|l| l.contains(",system:node:"))
-            .and_then(|l| l.split(',').next())
-            .map(str::to_owned)
-            .context("no node token in tokens.csv")
     }
 
     /// Resident memory of every process of this cluster (etcd, apiserver, and the node's), in
@@ -192,6 +196,7 @@ impl KubeServer {
             url,
             ca_pem: String::new(),
             admin_token,
+            node_token,
             kubeconfig: dir.join("kubeconfig"),
             audit_log,
         };

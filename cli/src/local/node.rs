@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::kube_server::{kubectl, spawn};
 use super::node_host::{self, Slot};
 
 /// Kubelet's node name: the apiserver reaches it as `localhost` (`--kubelet-preferred-address-types=Hostname`).
@@ -120,15 +121,7 @@ impl Node {
     }
 
     fn spawn(&mut self, name: &'static str, binary: &Path, args: &[String]) -> anyhow::Result<()> {
-        let log = self.dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let child = spawn(binary, args, &self.dir.join(format!("{name}.log")))?;
         self.slot.record_pid(child.id())?;
         self.procs.push((child, name));
         Ok(())
@@ -307,8 +300,7 @@ state = "{state}"
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.check_alive()?;
-            let output = Command::new("kubectl")
-                .arg(format!("--kubeconfig={}", self.admin_kubeconfig.display()))
+            let output = kubectl(&self.admin_kubeconfig)
                 .args(["get", "node", NODE_NAME, "-o"])
                 .arg(r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#)
                 .stderr(Stdio::null())
@@ -342,15 +334,10 @@ state = "{state}"
     /// Stops everything the node started.
     fn stop(&mut self) {
         // No new pods: controllers and scheduler first.
-        for (child, name) in &mut self.procs {
-            if matches!(*name, "kube-controller-manager" | "kube-scheduler") {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.kill("kube-controller-manager");
+        self.kill("kube-scheduler");
         // The kubelet stops the containers and tears down their sandboxes.
-        let _ = Command::new("kubectl")
-            .arg(format!("--kubeconfig={}", self.admin_kubeconfig.display()))
+        let _ = kubectl(&self.admin_kubeconfig)
             .args([
                 "delete",
                 "pods",

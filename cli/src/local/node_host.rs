@@ -169,17 +169,24 @@ fn reap(index: u8, text: &str) {
 /// containerd's socket path), with all their descendants.
 pub fn kill_matching(dirs: &[PathBuf]) {
     let needles: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let roots: Vec<u32> = processes()
+    let roots: Vec<u32> = command_lines()
         .into_iter()
-        .filter(|(pid, _)| *pid != std::process::id())
-        .filter(|(pid, _)| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            needles.iter().any(|n| cmdline.contains(n.as_str()))
-        })
+        .filter(|(_, cmdline)| needles.iter().any(|n| cmdline.contains(n.as_str())))
         .map(|(pid, _)| pid)
         .collect();
     kill_tree(&roots);
+}
+
+/// Every other process with its command line, arguments joined by spaces.
+pub fn command_lines() -> Vec<(u32, String)> {
+    processes()
+        .into_iter()
+        .filter(|(pid, _)| *pid != std::process::id())
+        .filter_map(|(pid, _)| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
 }
 
 /// SIGKILLs `pids` and every descendant of them.

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::Context;
 use fleetbus_nats::PkiDir;
@@ -231,8 +231,8 @@ fn wants_nodes(args: &LocalUpArgs, out: &mut impl Write) -> std::io::Result<bool
 }
 
 fn apply_demo(kube: &KubeServer) -> anyhow::Result<()> {
-    let mut child = Command::new("kubectl")
-        .arg(format!("--kubeconfig={}", kube.kubeconfig.display()))
+    let mut child = kube
+        .kubectl()
         .args(["apply", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
