@@ -163,6 +163,9 @@ fn reap(index: u8, text: &str) {
     kill_matching(&dirs);
     unmount_under(&dirs);
     delete_bridge(&bridge_name(index));
+    for run in field(text, "run") {
+        let _ = std::fs::remove_dir_all(run);
+    }
 }
 
 /// Kills every process whose command line names one of `dirs` (containerd shims carry their
