@@ -79,6 +79,11 @@ fn bridges() -> Vec<String> {
 async fn pods_run_and_teardown_leaves_nothing_on_a_node() -> anyhow::Result<()> {
     let before: Vec<String> = SYSCTLS.iter().map(|s| read_sysctl(s)).collect();
     let bridges_before = bridges();
+    let host_logs = || {
+        ["/var/log/pods", "/var/log/containers"]
+            .map(|d| std::fs::read_dir(d).map_or(0, |d| d.count()))
+    };
+    let host_logs_before = host_logs();
     let dir = tempfile::tempdir()?;
     let root = dir.path().canonicalize()?;
     let kube = KubeServer::start_with_node(&root).await?;
@@ -130,6 +135,11 @@ async fn pods_run_and_teardown_leaves_nothing_on_a_node() -> anyhow::Result<()> 
     assert_eq!(processes_under(&root), Vec::<String>::new());
     assert_eq!(shims(), 0, "no shim outlives its node");
     assert_eq!(bridges(), bridges_before, "the node's bridge is gone");
+    assert_eq!(
+        host_logs(),
+        host_logs_before,
+        "pod logs stay in the node's own folder"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
     assert!(
         !mounts.contains(&root.display().to_string()),

@@ -182,8 +182,31 @@ state = "{state}"
         );
         let config_file = self.dir.join("containerd.toml");
         std::fs::write(&config_file, config)?;
-        let args = vec![format!("--config={}", config_file.display())];
-        self.spawn("containerd", &bin.containerd, &args)?;
+        // containerd (with its shims) and the kubelet share a mount namespace of their own in
+        // which /var/log/pods and /var/log/containers are this node's folders: the kubelet's
+        // paths for logs are fixed, and a kubelet deletes the log folders of pods it does not
+        // know, so two nodes on one machine would delete each other's logs. Mounts made in
+        // there go away with the node.
+        let logs = self.dir.join("logs");
+        for sub in ["pods", "containers"] {
+            std::fs::create_dir_all(logs.join(sub))?;
+        }
+        let args = vec![
+            "--mount".into(),
+            "--propagation=slave".into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            concat!(
+                r#"for d in pods containers; do mkdir -p /var/log/$d && "#,
+                r#"mount --bind "$0/$d" /var/log/$d || exit 1; done; exec "$@""#
+            )
+            .into(),
+            logs.display().to_string(),
+            bin.containerd.display().to_string(),
+            format!("--config={}", config_file.display()),
+        ];
+        self.spawn("containerd", Path::new("unshare"), &args)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.containerd_sock.exists() {
             self.check_alive()?;
@@ -281,7 +304,20 @@ state = "{state}"
             "--eviction-hard=memory.available<1Mi,nodefs.available<1%,imagefs.available<1%".into(),
             "--sync-frequency=10s".into(),
         ];
-        self.spawn("kubelet", &bin.kubelet, &args)
+        let containerd = self
+            .procs
+            .iter()
+            .find(|(_, name)| *name == "containerd")
+            .map(|(child, _)| child.id())
+            .context("containerd is not running")?;
+        let mut nsenter = vec![
+            format!("--target={containerd}"),
+            "--mount".into(),
+            "--".into(),
+            bin.kubelet.display().to_string(),
+        ];
+        nsenter.extend(args);
+        self.spawn("kubelet", Path::new("nsenter"), &nsenter)
     }
 
     fn check_alive(&mut self) -> anyhow::Result<()> {
