@@ -260,6 +260,7 @@ async fn tunnel_as(fleet: &Fleet, user: &str) -> anyhow::Result<(HubClient, Tunn
         hub.nats().clone(),
         hub.subjects().clone(),
         ClusterName::new("cluster1")?,
+        hub.user().clone(),
     );
     Ok((hub, tunnel))
 }
@@ -402,11 +403,12 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
         .observed(&fleet.nats.tls_for(&bob)?, &bob)
         .await?;
     let c1 = ClusterName::new("cluster1")?;
+    let bob_name = UserName::new("bob")?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1, &bob_name))
         .await?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_stream(&c1, "r", "s"))
+        .publish_refused(fleet.nats.subjects.kapi_stream(&c1, &bob_name, "r", "s"))
         .await?;
 
     // Alice may, and loses it when revoked.
@@ -422,13 +424,14 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
     fleet
         .cli(&["revoke", "alice", "--cluster", "cluster1", "--msa", "dep"])
         .await?;
-    let alice = Identity::User(UserName::new("alice")?);
+    let alice_name = UserName::new("alice")?;
+    let alice = Identity::User(alice_name.clone());
     let mut observed = fleet
         .nats
         .observed(&fleet.nats.tls_for(&alice)?, &alice)
         .await?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1, &alice_name))
         .await?;
     Ok(())
 }

@@ -49,13 +49,15 @@ enum Stop {
 
 /// Relays between `io` and the peer until both directions have ended, a side fails, the peer
 /// goes silent for [`tunnel::IDLE_TIMEOUT`], or `stop` fires. `out` and `seq` continue the
-/// stream's numbering in each direction.
+/// stream's numbering in each direction. `observe` sees each chunk read from `io` before it
+/// is sent (the spoke reads the exit code from it for the audit event).
 pub async fn relay<IO, P>(
     io: IO,
     out: &mut Sender<P>,
     inbound: &mut Route<Message>,
     seq: &mut SeqCheck,
     stop: &CancellationToken,
+    observe: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Relayed
 where
     IO: AsyncRead + AsyncWrite,
@@ -94,6 +96,7 @@ where
                     }
                 }
                 Ok(n) => {
+                    observe(&buf[..n]);
                     if !out.data(Bytes::copy_from_slice(&buf[..n])).await {
                         break Stop::Peer(499, "cannot publish to the peer".into());
                     }

@@ -134,7 +134,11 @@ mod tests {
         for _ in 0..STREAM_QUEUE {
             assert!(a.next().await.is_some());
         }
-        assert_eq!(a.next().await, None, "the reader learns its stream was closed");
+        assert_eq!(
+            a.next().await,
+            None,
+            "the reader learns its stream was closed"
+        );
     }
 
     #[test]

@@ -33,7 +33,9 @@ impl Publisher for Link {
         payload: Bytes,
     ) -> Result<(), String> {
         self.published.fetch_add(1, Ordering::Relaxed);
-        let _ = self.to.deliver(&self.token, message(subject, headers, payload));
+        let _ = self
+            .to
+            .deliver(&self.token, message(subject, headers, payload));
         Ok(())
     }
 }
@@ -85,11 +87,23 @@ fn pair() -> (End, End, Routes<Message>) {
 fn spawn_relay(
     mut end: End,
     stop: CancellationToken,
-) -> (DuplexStream, Arc<AtomicU64>, tokio::task::JoinHandle<Relayed>) {
+) -> (
+    DuplexStream,
+    Arc<AtomicU64>,
+    tokio::task::JoinHandle<Relayed>,
+) {
     let published = end.published.clone();
     let task = tokio::spawn(async move {
         let mut seq = SeqCheck::default();
-        relay(end.io, &mut end.out, &mut end.inbound, &mut seq, &stop).await
+        relay(
+            end.io,
+            &mut end.out,
+            &mut end.inbound,
+            &mut seq,
+            &stop,
+            &mut |_| {},
+        )
+        .await
     });
     (end.app, published, task)
 }
@@ -138,13 +152,23 @@ async fn a_reader_that_stops_reading_holds_the_sender_to_the_window() {
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     let stalled = written.load(Ordering::Relaxed);
     let bound = (tunnel::WINDOW + tunnel::CHUNK + 3 * 64 * 1024) as u64;
-    assert!(stalled <= bound, "{stalled} bytes left a with nobody reading");
-    assert!(stalled >= tunnel::WINDOW as u64 / 2, "the window is used: {stalled}");
+    assert!(
+        stalled <= bound,
+        "{stalled} bytes left a with nobody reading"
+    );
+    assert!(
+        stalled >= tunnel::WINDOW as u64 / 2,
+        "the window is used: {stalled}"
+    );
     // Then b reads: everything arrives, in order.
     let mut got = Vec::new();
     b_app.read_to_end(&mut got).await.unwrap();
     assert_eq!(got.len(), total);
-    assert!(got.iter().enumerate().all(|(i, b)| *b == ((i % (64 * 1024)) % 251) as u8));
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, b)| *b == ((i % (64 * 1024)) % 251) as u8)
+    );
     writer.await.unwrap();
     b_app.shutdown().await.unwrap();
     let mut rest = Vec::new();
@@ -192,7 +216,10 @@ async fn credit_for_bytes_never_sent_is_a_protocol_error() {
     h.insert(tunnel::CREDIT, "4096");
     routes.deliver("a", message("x".into(), h, Bytes::new()));
     let end = a_task.await.unwrap();
-    assert_eq!(end.failure, Some((400, "credit for bytes never sent".into())));
+    assert_eq!(
+        end.failure,
+        Some((400, "credit for bytes never sent".into()))
+    );
 }
 
 #[tokio::test(start_paused = true)]
