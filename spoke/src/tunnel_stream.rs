@@ -180,7 +180,7 @@ async fn run_stream(
         tokio::select! {
             () = ctx.stop.cancelled() => return fail(out, 503, "the spoke is shutting down".into()).await,
             result = &mut send => break result,
-            () = sleep_until(alive_at.into()) => {
+            () = sleep_until(alive_at) => {
                 let (kind, mut headers) = if acked {
                     (FrameKind::Keepalive, async_nats::HeaderMap::new())
                 } else {

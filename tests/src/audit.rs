@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use async_nats::jetstream::{self, consumer};
 use fleetbus_schema::v1::AuditEvent;
 use fleetbus_schema::{Identity, UserName};
@@ -26,22 +28,19 @@ pub async fn events(fleet: &Fleet) -> anyhow::Result<Vec<(String, AuditEvent)>> 
     {
         let message = message?;
         let headers = message.headers.clone().unwrap_or_default();
-        assert_eq!(headers.get("ce-specversion").unwrap().as_str(), "1.0");
-        assert!(!headers.get("ce-id").unwrap().as_str().is_empty());
-        assert!(headers.get("ce-time").unwrap().as_str().ends_with('Z'));
-        assert!(
+        let header = |name: &str| {
             headers
-                .get("ce-source")
-                .unwrap()
-                .as_str()
-                .starts_with("fleetbus://")
-        );
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .with_context(|| format!("audit event without {name}"))
+        };
+        anyhow::ensure!(header("ce-specversion")? == "1.0");
+        anyhow::ensure!(!header("ce-id")?.is_empty());
+        anyhow::ensure!(header("ce-time")?.ends_with('Z'));
+        anyhow::ensure!(header("ce-source")?.starts_with("fleetbus://"));
         let event = AuditEvent::decode(message.payload.as_ref())?;
-        let ce_type = headers.get("ce-type").unwrap().as_str().to_owned();
-        assert_eq!(
-            ce_type,
-            format!("io.fleetbus.{}.{}", event.kind, event.action)
-        );
+        let ce_type = header("ce-type")?;
+        anyhow::ensure!(ce_type == format!("io.fleetbus.{}.{}", event.kind, event.action));
         all.push((ce_type, event));
     }
     Ok(all)

@@ -71,7 +71,7 @@ pub enum Upgrade {
     /// falls back from WebSocket to SPDY on it).
     Refused(http::Response<Body>),
     /// 101: send the response, then relay the upgraded connection through `stream`.
-    Accepted(http::Response<Body>, UpgradedStream),
+    Accepted(http::Response<Body>, Box<UpgradedStream>),
 }
 
 /// The tunnel's side of an upgraded connection.
@@ -172,11 +172,11 @@ impl Tunnel {
         let mut response = http::Response::new(empty());
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        let stream = UpgradedStream {
+        let stream = Box::new(UpgradedStream {
             out: Sender::new(self.client.clone(), opened.upstream, opened.out_seq),
             inbound: opened.replies,
             seq: opened.seq,
-        };
+        });
         Ok(Upgrade::Accepted(response, stream))
     }
 
