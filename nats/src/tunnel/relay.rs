@@ -173,10 +173,26 @@ where
             out.error(code, &message).await;
             relayed.failure = Some((code, message));
         }
-        Stop::Peer(code, message) => relayed.failure = Some((code, message)),
+        Stop::Peer(code, message) => {
+            // What the peer sent before it failed is good: deliver it before closing.
+            let flush = async {
+                while !pending.is_empty() {
+                    match write_front(&mut writer, &mut pending).await {
+                        Ok(Some(n)) => relayed.received += n as u64,
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(FLUSH, flush).await;
+            relayed.failure = Some((code, message));
+        }
     }
     relayed
 }
+
+/// How long a failed stream may take to deliver what it received before the failure.
+const FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Writes some of the first pending chunk; `Some(len)` once the whole chunk is written.
 async fn write_front<W: AsyncWrite + Unpin>(

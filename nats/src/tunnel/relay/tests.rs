@@ -244,3 +244,31 @@ async fn stop_and_cancel_end_the_stream_and_the_peer_learns_it() {
         Some((499, "cancelled by the peer".into()))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn what_arrived_before_a_peer_failure_is_still_delivered() {
+    let (a, _b, routes) = pair();
+    let (mut a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
+    routes.deliver(
+        "a",
+        message(
+            "x".into(),
+            headers(FrameKind::Data, 0),
+            Bytes::from_static(b"last words"),
+        ),
+    );
+    routes.deliver(
+        "a",
+        message(
+            "x".into(),
+            super::super::error_headers(1, 502, "upstream broke off"),
+            Bytes::new(),
+        ),
+    );
+    let end = a_task.await.unwrap();
+    assert_eq!(end.failure, Some((502, "upstream broke off".into())));
+    assert_eq!(end.received, 10);
+    let mut got = Vec::new();
+    a_app.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"last words");
+}
