@@ -4,6 +4,7 @@
 //! the test.
 
 pub mod audit;
+pub mod exec_bench;
 pub mod fleet;
 pub mod forward;
 pub mod nats_env;

@@ -4,6 +4,9 @@
 //!
 //!     cargo run --release -p fleetbus-tests --bin fleetbus-bench -- proxy [--requests 2000]
 //!
+//! `fleetbus-bench exec`: `exec` round trips and `port-forward` throughput with kubectl, through
+//! the tunnel against direct, on a real one-node cluster (run as root).
+//!
 //! `fleetbus-bench fleet --spokes N`: the fleet-scale benchmark (see `fleetbus_tests::scale`);
 //! it needs `fleetbus-hub` built next to it (`cargo build --release --bins`).
 
@@ -30,6 +33,15 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         requests: usize,
     },
+    /// exec round trips and port-forward throughput with kubectl, tunnel against direct.
+    Exec {
+        /// Sequential `kubectl exec -- true` runs per path.
+        #[arg(long, default_value_t = 20)]
+        execs: usize,
+        /// MiB uploaded per port-forward round.
+        #[arg(long, default_value_t = 64)]
+        megabytes: usize,
+    },
     /// Thousands of spokes on one hub: join, steady state, works, losing spokes.
     Fleet {
         /// Simulated spokes.
@@ -55,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     fleetbus_nats::install_crypto_provider();
     match Bench::parse() {
         Bench::Proxy { requests } => proxy(requests).await,
+        Bench::Exec { execs, megabytes } => fleetbus_tests::exec_bench::run(execs, megabytes).await,
         Bench::Fleet {
             spokes,
             real_spokes,
