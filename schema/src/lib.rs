@@ -9,6 +9,7 @@ pub mod codec;
 pub mod conditions;
 pub mod headers;
 pub mod identity;
+pub mod manifests;
 pub mod names;
 pub mod subjects;
 pub mod tunnel;
