@@ -73,7 +73,8 @@ impl<A: Authorizer> Callout<A> {
             };
             let this = self.clone();
             let client = client.clone();
-            tracker.spawn(async move {
+            let span = tracing::info_span!("auth_callout", subject = %msg.subject);
+            tracker.spawn(tracing::Instrument::instrument(async move {
                 match this.answer(&msg.payload).await {
                     Ok(token) => {
                         if let Err(e) = client.publish(reply, token.into()).await {
@@ -82,7 +83,7 @@ impl<A: Authorizer> Callout<A> {
                     }
                     Err(e) => tracing::warn!(error = %e, "unreadable auth callout request"),
                 }
-            });
+            }, span));
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod headers;
 pub mod identity;
 pub mod manifests;
 pub mod names;
+pub mod request_id;
 pub mod subjects;
 pub mod tunnel;
 
@@ -23,4 +24,5 @@ pub mod v1 {
 pub use codec::{DecodeError, decode};
 pub use identity::{Identity, IdentityError};
 pub use names::{ClusterName, NameError, UserName};
+pub use request_id::RequestId;
 pub use subjects::{ApiEndpoint, HubTopic, Subjects};
