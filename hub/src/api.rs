@@ -17,8 +17,8 @@ use fleetbus_schema::{ApiEndpoint, ClusterName, Identity, Subjects, UserName, de
 use futures::StreamExt;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::liveness::Liveness;

@@ -5,11 +5,11 @@
 //! digest. Either way a spoke only ever gets its own cluster's works.
 
 use bytes::Bytes;
+use fleetbus_schema::manifests::{canonical, digest_bytes};
 use fleetbus_schema::v1::{
     AuditEvent, Condition, ConditionStatus, CreateWorkRequest, ManifestWork, ManifestsChunk,
     ManifestsChunkRequest, WorkList, WorkListRequest, WorkStatus, WorkStatusAck, WorkStatusReport,
 };
-use fleetbus_schema::manifests::{canonical, digest_bytes};
 use fleetbus_schema::{ClusterName, Identity, Subjects, chunks};
 use prost::Message;
 

@@ -43,7 +43,13 @@ pub async fn call<Req: Message, Resp: Message + Default>(
     subject: String,
     request: &Req,
 ) -> Result<Resp, RpcError> {
-    call_with_id(client, subject, request, &crate::request_id::current_or_fresh()).await
+    call_with_id(
+        client,
+        subject,
+        request,
+        &crate::request_id::current_or_fresh(),
+    )
+    .await
 }
 
 /// [`call`] with the request id `id`.

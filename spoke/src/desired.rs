@@ -53,7 +53,8 @@ async fn run(
     let subject = config.subjects.hub(&config.cluster, HubTopic::Sync);
     loop {
         let id = request_id::fresh();
-        let span = tracing::info_span!("sync", cluster = %config.cluster, %subject, request_id = %id);
+        let span =
+            tracing::info_span!("sync", cluster = %config.cluster, %subject, request_id = %id);
         let sync = rpc::call::<_, DesiredState>(&client, subject.clone(), &SyncRequest {});
         let wait = match request_id::scope(id, sync).instrument(span.clone()).await {
             Ok(desired) => {

@@ -46,7 +46,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let result = run_agent(&config, &kube, &shutdown).await;
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(OPS_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(OPS_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("the ops endpoints did not close within {OPS_GRACE:?}");
     }
     result

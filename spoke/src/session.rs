@@ -146,9 +146,7 @@ pub async fn run(
 async fn stop(tracker: TaskTracker, client: async_nats::Client) {
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            "the spoke's loops did not finish within {GRACE:?}; stopping without them"
-        );
+        tracing::warn!("the spoke's loops did not finish within {GRACE:?}; stopping without them");
     }
     if tokio::time::timeout(DRAIN, client.drain()).await.is_err() {
         tracing::warn!("the connection did not drain within {DRAIN:?}");

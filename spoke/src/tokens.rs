@@ -52,7 +52,16 @@ pub async fn run(
         let wait = match current {
             Some(current) => {
                 let tracked = &mut tracked;
-                reconcile(&client, &config, &kube, &reconciler, current, tracked, &stop).await
+                reconcile(
+                    &client,
+                    &config,
+                    &kube,
+                    &reconciler,
+                    current,
+                    tracked,
+                    &stop,
+                )
+                .await
             }
             None => RESYNC,
         };

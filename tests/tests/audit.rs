@@ -285,7 +285,11 @@ async fn a_cli_request_id_is_in_the_hubs_log_lines_and_the_audit_event() -> anyh
     })
     .await?;
     for (id, ce_type, line) in [
-        ("cli-req-0001", "io.fleetbus.cluster.deny", "cluster decision"),
+        (
+            "cli-req-0001",
+            "io.fleetbus.cluster.deny",
+            "cluster decision",
+        ),
         (printed.as_str(), "io.fleetbus.api.whoami", "api call"),
     ] {
         let types: Vec<&str> = all
@@ -314,21 +318,32 @@ async fn a_cli_request_id_is_in_the_hubs_log_lines_and_the_audit_event() -> anyh
         headers.insert(REQUEST_ID, bad);
         let reply = client
             .nats()
-            .request_with_headers(subject.clone(), headers, WhoAmIRequest {}.encode_to_vec().into())
+            .request_with_headers(
+                subject.clone(),
+                headers,
+                WhoAmIRequest {}.encode_to_vec().into(),
+            )
             .await?;
         let me = WhoAmIReply::decode(reply.payload.as_ref())?;
         assert!(me.admin);
-        assert!(!fleetbus_tests::captured_logs().contains(bad), "{bad} logged");
+        assert!(
+            !fleetbus_tests::captured_logs().contains(bad),
+            "{bad} logged"
+        );
     }
-    let whoamis = eventually("three more whoami events", Duration::from_secs(10), || async {
-        let all = events(&fleet).await.ok()?;
-        let ids: Vec<String> = all
-            .into_iter()
-            .filter(|(t, _)| t == "io.fleetbus.api.whoami")
-            .map(|(_, e)| e.request_id)
-            .collect();
-        (ids.len() >= 5).then_some(ids)
-    })
+    let whoamis = eventually(
+        "three more whoami events",
+        Duration::from_secs(10),
+        || async {
+            let all = events(&fleet).await.ok()?;
+            let ids: Vec<String> = all
+                .into_iter()
+                .filter(|(t, _)| t == "io.fleetbus.api.whoami")
+                .map(|(_, e)| e.request_id)
+                .collect();
+            (ids.len() >= 5).then_some(ids)
+        },
+    )
     .await?;
     for id in &whoamis {
         assert!(fleetbus_schema::RequestId::new(id).is_ok(), "{id:?}");

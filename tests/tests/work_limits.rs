@@ -7,21 +7,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::local::kube_server::KubeServer;
 use fleetbus_schema::v1::ConditionStatus;
-use fleetbus_cli::hub_client::HubClient;
 use fleetbus_schema::v1::{
     CreateWorkRequest, Empty, ManifestWork, Manifests, UploadChunk, WorkRef,
 };
 use fleetbus_schema::{ApiEndpoint, UserName};
-use fleetbus_tests::{Fleet, eventually};
-use prost::Message;
 use fleetbus_tests::works::{condition, config_map, create_work, data_of, one_cluster, work_json};
+use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::PostParams;
+use prost::Message;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -217,11 +217,13 @@ const UNKNOWN_FIELD: [u8; 5] = [0x7a, 0x03, b'n', b'e', b'w'];
 async fn a_small_work_with_unknown_protobuf_fields_applies() -> anyhow::Result<()> {
     let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
     let client = HubClient::connect(&fleet.flags_for("admin")?).await?;
-    let manifests = |name: &str| Manifests {
+    let manifests = |name: &str| {
+        Manifests {
         objects: vec![
             format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"default"}},"data":{{"k":"v"}}}}"#)
                 .into_bytes(),
         ],
+    }
     };
     let work = |name: &str| ManifestWork {
         name: name.into(),
@@ -269,10 +271,15 @@ async fn a_small_work_with_unknown_protobuf_fields_applies() -> anyhow::Result<(
     assert!(reply.headers.is_none(), "{:?}", reply.headers);
 
     for name in ["uploaded", "inline"] {
-        eventually(&format!("work {name} applied"), Duration::from_secs(30), || async {
-            let w = work_json(&fleet, name, "cluster1").await.ok()?;
-            (condition(&w["status"]["conditions"], "Applied")?["status"] == "True").then_some(())
-        })
+        eventually(
+            &format!("work {name} applied"),
+            Duration::from_secs(30),
+            || async {
+                let w = work_json(&fleet, name, "cluster1").await.ok()?;
+                (condition(&w["status"]["conditions"], "Applied")?["status"] == "True")
+                    .then_some(())
+            },
+        )
         .await?;
         assert_eq!(data_of(&kube, name).await.as_deref(), Some("v"));
         let got: ManifestWork = client

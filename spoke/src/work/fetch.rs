@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleetbus_nats::rpc;
-use fleetbus_schema::{HubTopic, manifests};
 use fleetbus_schema::v1::{ManifestWork, Manifests, ManifestsChunk, ManifestsChunkRequest};
+use fleetbus_schema::{HubTopic, manifests};
 use prost::Message;
 use serde_json::Value;
 

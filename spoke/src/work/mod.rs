@@ -231,7 +231,7 @@ impl<C: Cluster> Loop<C> {
         let span = tracing::info_span!(
             "reconcile",
             cluster = %self.config.cluster,
-            work = name,
+            work = %name,
             generation = spec.generation,
             request_id = %id,
         );
