@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fleetbus_schema::RequestId;
 
 /// fleetbus: manage Kubernetes clusters in private networks over NATS.
 #[derive(Debug, Parser)]
@@ -489,6 +490,13 @@ pub struct HubFlags {
     /// How long to wait for the hub.
     #[arg(long, env = "FLEETBUS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// The request id sent with every hub call of this command (1 to 64 of [A-Za-z0-9._-]);
+    /// a fresh one when absent. The hub logs it and writes it into the audit events.
+    #[arg(long, env = "FLEETBUS_REQUEST_ID")]
+    pub request_id: Option<RequestId>,
+    /// Print each hub call with its request id on stderr.
+    #[arg(short, long, env = "FLEETBUS_VERBOSE")]
+    pub verbose: bool,
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! The CLI's connection to the hub API: mutual TLS as the user in `--cert`, one request per
-//! call, NATS micro errors turned into one line.
+//! call, NATS micro errors turned into one line. Every call of one command carries the same
+//! request id (`--request-id`, else a fresh one), which `-v` prints.
 
 use std::time::Duration;
 
-use fleetbus_nats::{TlsFiles, connect};
+use fleetbus_nats::{TlsFiles, connect, request_id};
 use fleetbus_schema::v1::{
     Cluster, ClusterList, ListClustersRequest, ManifestWork, WorkList, WorkListRequest,
 };
-use fleetbus_schema::{ApiEndpoint, Identity, Subjects, UserName};
+use fleetbus_schema::{ApiEndpoint, Identity, RequestId, Subjects, UserName};
 use prost::Message;
 
 use crate::cli::HubFlags;
@@ -47,6 +48,8 @@ pub struct HubClient {
     user: UserName,
     url: String,
     timeout: Duration,
+    request_id: RequestId,
+    verbose: bool,
 }
 
 impl HubClient {
@@ -73,7 +76,14 @@ impl HubClient {
             subjects,
             url: flags.nats_url.clone(),
             timeout: flags.timeout,
+            request_id: flags.request_id.clone().unwrap_or_else(request_id::fresh),
+            verbose: flags.verbose,
         })
+    }
+
+    /// The request id every call of this client carries.
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
     }
 
     /// The user's NATS connection (its permissions include the tunnels of granted clusters).
@@ -99,7 +109,10 @@ impl HubClient {
     ) -> Result<Resp, CallError> {
         use fleetbus_nats::rpc::{self, RpcError};
         let subject = self.subjects.api(&self.user, endpoint);
-        rpc::call(&self.client, subject, request)
+        if self.verbose {
+            eprintln!("{}: request id {}", endpoint.name(), self.request_id);
+        }
+        rpc::call_with_id(&self.client, subject, request, &self.request_id)
             .await
             .map_err(|e| match e {
                 RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),

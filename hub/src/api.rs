@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use fleetbus_nats::audit::Auditor;
-use fleetbus_nats::system;
+use fleetbus_nats::{request_id, system};
 use fleetbus_schema::v1::{
     Acceptance, AuditEvent, Cluster, ClusterList, ClusterNames, CreateWorkRequest, Credential,
     CredentialList, Empty, Grant, ListClustersRequest, ManagedServiceAccount, MsaListRequest,
@@ -18,6 +18,7 @@ use futures::StreamExt;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::liveness::Liveness;
@@ -89,9 +90,31 @@ impl Api {
         Ok(())
     }
 
+    /// One call in its span (`subject`, `cluster`, `request_id`), under the caller's request id
+    /// (a fresh one when it sent none or a malformed one), which its audit events carry.
     async fn handle(&self, endpoint: ApiEndpoint, request: service::Request) {
-        let started = std::time::Instant::now();
         let subject = request.message.subject.to_string();
+        let id = request_id::of(request.message.headers.as_ref());
+        let (cluster, object) = crate::audit_object::describe(endpoint, &request.message.payload);
+        let span = if cluster.is_empty() {
+            tracing::info_span!("api", %subject, request_id = %id)
+        } else {
+            tracing::info_span!("api", %subject, %cluster, request_id = %id)
+        };
+        let described = (cluster, object);
+        request_id::scope(id, self.answer(endpoint, request, subject, described))
+            .instrument(span)
+            .await;
+    }
+
+    async fn answer(
+        &self,
+        endpoint: ApiEndpoint,
+        request: service::Request,
+        subject: String,
+        (cluster, object): (String, String),
+    ) {
+        let started = std::time::Instant::now();
         let caller = self.subjects.api_caller(&subject);
         let result = match &caller {
             Some(caller) => {
@@ -127,7 +150,6 @@ impl Api {
         self.metrics
             .add("fleetbus_hub_api_latency_seconds_count", &labels[..1], 1.0);
         let (kind, action) = endpoint.audit_type();
-        let (cluster, object) = crate::audit_object::describe(endpoint, &request.message.payload);
         let (outcome, code, message) = match &result {
             Ok(_) => ("success", 200, String::new()),
             Err(e) if e.code == 403 => ("denied", 403, e.message.clone()),
@@ -146,7 +168,7 @@ impl Api {
                 code,
                 message,
                 latency_us: started.elapsed().as_micros() as i64,
-                request_id: format!("{:032x}", rand::random::<u128>()),
+                request_id: request_id::current_or_fresh().into(),
                 ..Default::default()
             })
             .await;

@@ -10,6 +10,7 @@ use fleetbus_schema::{ClusterName, HubTopic, Subjects, decode};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::liveness::Liveness;
 use crate::registration::now_ms;
@@ -35,21 +36,23 @@ pub async fn serve_heartbeats(
         let Some(cluster) = subjects.hub_sender(&msg.subject) else {
             continue;
         };
+        let span = tracing::info_span!("heartbeat", %cluster, subject = %msg.subject);
         let beat = match decode::<Heartbeat>(&msg.subject, &msg.payload) {
             Ok(beat) => beat,
             Err(e) => {
-                tracing::warn!(%cluster, error = %e, "dropped heartbeat");
+                span.in_scope(|| tracing::warn!(error = %e, "dropped heartbeat"));
                 continue;
             }
         };
         if liveness.heartbeat(&cluster, &beat, now_ms()) {
-            tracing::info!(%cluster, "spoke connected");
+            span.in_scope(|| tracing::info!("spoke connected"));
             let store = store.clone();
-            tracker.spawn(async move {
+            let record = async move {
                 if let Err(e) = record_joined(&store, &cluster, beat).await {
-                    tracing::warn!(%cluster, error = %e, "could not record join");
+                    tracing::warn!(error = %e, "could not record join");
                 }
-            });
+            };
+            tracker.spawn(record.instrument(span));
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use fleetbus_schema::chunks;
 use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
-use crate::work_spec::{MAX_MANIFESTS_BYTES, digest, too_large};
+use crate::work_spec::{MAX_MANIFESTS_BYTES, too_large};
 
 /// How long an unfinished upload is kept.
 const UPLOAD_TTL: Duration = Duration::from_secs(3600);
@@ -158,7 +158,7 @@ impl ManifestStore {
             })?;
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(unavailable)?;
-        if digest(&bytes) != expected_digest {
+        if fleetbus_schema::manifests::digest_bytes(&bytes) != expected_digest {
             return Err(unavailable(format!(
                 "manifests {name} do not match their digest"
             )));

@@ -279,13 +279,22 @@ pub async fn serve_join(
         };
         let (client, store, signer, audit) =
             (client.clone(), store.clone(), signer.clone(), audit.clone());
-        tracker.spawn(async move {
-            let reply = match fleetbus_schema::decode::<JoinRequest>(&msg.subject, &msg.payload) {
+        let id = fleetbus_nats::request_id::of(msg.headers.as_ref());
+        let decoded = fleetbus_schema::decode::<JoinRequest>(&msg.subject, &msg.payload);
+        let named = decoded.as_ref().ok();
+        let span = match named.and_then(|r| ClusterName::new(r.cluster_name.as_str()).ok()) {
+            Some(cluster) => {
+                tracing::info_span!("join", %cluster, subject = %msg.subject, request_id = %id)
+            }
+            None => tracing::info_span!("join", subject = %msg.subject, request_id = %id),
+        };
+        let handled = async move {
+            let reply = match decoded {
                 Ok(request) => {
                     let cluster = request.cluster_name.clone();
                     let mut created = false;
                     let reply = join(&store, &signer, request, &mut created).await;
-                    tracing::info!(%cluster, status = ?reply.status(), "join request");
+                    tracing::info!(status = ?reply.status(), "join request");
                     // One event per registration or refusal, not per poll of a pending spoke.
                     if created || reply.status() == JoinStatus::Rejected {
                         audit.emit(join_event(&cluster, &reply)).await;
@@ -304,7 +313,9 @@ pub async fn serve_join(
                 }
             };
             crate::error::respond(&client, reply_to, Ok(reply.encode_to_vec().into())).await;
-        });
+        };
+        let handled = fleetbus_nats::request_id::scope(id, handled);
+        tracker.spawn(tracing::Instrument::instrument(handled, span));
     }
     Ok(())
 }

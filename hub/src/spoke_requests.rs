@@ -1,14 +1,17 @@
 //! Serving request/reply subjects that spokes call on `<prefix>.hub.*.<topic>`: the cluster is
 //! the subject's identity token (nats-server only lets spoke X publish `….hub.X.…`), the
-//! payload is decoded as `Req`, and errors travel as NATS micro error headers.
+//! payload is decoded as `Req`, and errors travel as NATS micro error headers. Each request is
+//! handled in a span with its cluster, subject and request id.
 
 use std::future::Future;
 
+use fleetbus_nats::request_id;
 use fleetbus_schema::{ClusterName, HubTopic, Subjects, decode};
 use futures::StreamExt;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::error::{ApiError, respond};
 
@@ -79,16 +82,19 @@ where
             continue;
         };
         let (client, handler) = (client.clone(), handler.clone());
-        tracker.spawn(async move {
+        let id = request_id::of(msg.headers.as_ref());
+        let span = tracing::info_span!("spoke_request", %cluster, subject = %msg.subject, request_id = %id);
+        let handled = async move {
             let result = match decode::<Req>(&msg.subject, &msg.payload) {
-                Ok(request) => handler(cluster.clone(), request).await,
+                Ok(request) => handler(cluster, request).await,
                 Err(e) => Err(ApiError::bad_request(e.to_string())),
             };
             if let Err(e) = &result {
-                tracing::warn!(%cluster, subject = %msg.subject, error = %e, "spoke request refused");
+                tracing::warn!(error = %e, "spoke request refused");
             }
             respond(&client, reply, result.map(|r| r.encode_to_vec().into())).await;
-        });
+        };
+        tracker.spawn(request_id::scope(id, handled).instrument(span));
     }
     Ok(())
 }

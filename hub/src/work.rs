@@ -5,6 +5,7 @@
 //! digest. Either way a spoke only ever gets its own cluster's works.
 
 use bytes::Bytes;
+use fleetbus_schema::manifests::{canonical, digest_bytes};
 use fleetbus_schema::v1::{
     AuditEvent, Condition, ConditionStatus, CreateWorkRequest, ManifestWork, ManifestsChunk,
     ManifestsChunkRequest, WorkList, WorkListRequest, WorkStatus, WorkStatusAck, WorkStatusReport,
@@ -16,7 +17,7 @@ use crate::error::ApiError;
 use crate::manifests::{ManifestStore, object_name};
 use crate::registration::{not_registered, now_ms};
 use crate::store::{Action, Bucket, ClusterStore};
-use crate::work_spec::{digest, names, validate, validate_manifests};
+use crate::work_spec::{names, validate, validate_manifests};
 
 /// The work part of the hub.
 #[derive(Clone)]
@@ -95,21 +96,25 @@ impl WorkService {
         if self.clusters.get(&cluster).await?.is_none() {
             return Err(not_registered(&cluster));
         }
-        let encoded: Bytes = if request.upload_id.is_empty() {
+        let uploaded: Bytes = if request.upload_id.is_empty() {
             request.manifests.unwrap_or_default().encode_to_vec().into()
         } else {
             self.manifests
                 .take_upload(caller, &request.upload_id, request.upload_chunks)
                 .await?
         };
-        let manifests = validate_manifests(&encoded)?;
+        let manifests = validate_manifests(&uploaded)?;
+        // What is stored, sent and hashed is the canonical form, never the client's bytes: a
+        // client may send fields this version does not know, which a spoke cannot hash.
+        let encoded: Bytes = canonical(&manifests).into();
+        drop(uploaded);
         let inline = encoded.len() <= INLINE_BYTES;
         let work = ManifestWork {
             name: requested.name.clone(),
             cluster: requested.cluster.clone(),
             delete_option: requested.delete_option,
             manifest_configs: requested.manifest_configs,
-            manifests_digest: digest(&encoded),
+            manifests_digest: digest_bytes(&encoded),
             manifests_size: encoded.len() as i64,
             manifest_count: manifests.objects.len() as i32,
             manifests: inline.then_some(manifests),

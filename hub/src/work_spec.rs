@@ -10,9 +10,7 @@ use prost::Message;
 
 use crate::error::ApiError;
 
-/// The largest encoded manifests a work may carry (OCM: 500 KiB). Works travel in chunks, so
-/// this bounds memory on hub and spoke, not the NATS payload size.
-pub const MAX_MANIFESTS_BYTES: usize = 16 * 1024 * 1024;
+pub use fleetbus_schema::manifests::MAX_BYTES as MAX_MANIFESTS_BYTES;
 
 /// Validated cluster name of a work, after checking the work's name.
 pub fn names(cluster: &str, name: &str) -> Result<ClusterName, ApiError> {
@@ -104,11 +102,6 @@ fn identity(raw: &[u8]) -> Result<(String, String, String, String), String> {
         .map_or(String::new(), |(g, _)| g.to_owned());
     let namespace = text(meta.and_then(|m| m.get("namespace")));
     Ok((group, kind, namespace, name))
-}
-
-/// SHA-256 of `bytes`, hex.
-pub fn digest(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 #[cfg(test)]

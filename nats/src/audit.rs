@@ -40,10 +40,16 @@ impl Auditor {
         }
     }
 
-    /// Publishes `event` (its `kind`, `action` and `cluster` pick subject and type). Failures
-    /// are logged, never fatal: the action itself already happened.
+    /// Publishes `event` (its `kind`, `action` and `cluster` pick subject and type). An event
+    /// without a request id gets the current one ([`crate::request_id::scope`]). Failures are
+    /// logged, never fatal: the action itself already happened.
     pub async fn emit(&self, mut event: AuditEvent) {
         event.time_ms = now_ms();
+        if event.request_id.is_empty()
+            && let Some(id) = crate::request_id::current()
+        {
+            event.request_id = id.into();
+        }
         let cluster = ClusterName::new(event.cluster.as_str()).ok();
         let subject = self.subjects.audit(&event.kind, cluster.as_ref());
         let headers = ce_headers(&event, &self.source);

@@ -73,16 +73,20 @@ impl<A: Authorizer> Callout<A> {
             };
             let this = self.clone();
             let client = client.clone();
-            tracker.spawn(async move {
-                match this.answer(&msg.payload).await {
-                    Ok(token) => {
-                        if let Err(e) = client.publish(reply, token.into()).await {
-                            tracing::warn!(error = %e, "could not answer auth callout");
+            let span = tracing::info_span!("auth_callout", subject = %msg.subject);
+            tracker.spawn(tracing::Instrument::instrument(
+                async move {
+                    match this.answer(&msg.payload).await {
+                        Ok(token) => {
+                            if let Err(e) = client.publish(reply, token.into()).await {
+                                tracing::warn!(error = %e, "could not answer auth callout");
+                            }
                         }
+                        Err(e) => tracing::warn!(error = %e, "unreadable auth callout request"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "unreadable auth callout request"),
-                }
-            });
+                },
+                span,
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Calling a fleetbus request/reply subject: protobuf in, protobuf out, with the NATS micro
-//! error headers (`Nats-Service-Error`, `Nats-Service-Error-Code`) turned into a typed error.
+//! error headers (`Nats-Service-Error`, `Nats-Service-Error-Code`) turned into a typed error,
+//! and the request id (`Fleetbus-Request-Id`) sent with every call.
 
+use fleetbus_schema::RequestId;
 use fleetbus_schema::headers::{SERVICE_ERROR, SERVICE_ERROR_CODE};
 use prost::Message;
 
@@ -34,15 +36,36 @@ pub enum RpcError {
     },
 }
 
-/// Sends `request` to `subject` and decodes the answer.
+/// Sends `request` to `subject` and decodes the answer. The call carries the current request
+/// id ([`crate::request_id::scope`]), or a fresh one.
 pub async fn call<Req: Message, Resp: Message + Default>(
     client: &async_nats::Client,
     subject: String,
     request: &Req,
 ) -> Result<Resp, RpcError> {
+    call_with_id(
+        client,
+        subject,
+        request,
+        &crate::request_id::current_or_fresh(),
+    )
+    .await
+}
+
+/// [`call`] with the request id `id`.
+pub async fn call_with_id<Req: Message, Resp: Message + Default>(
+    client: &async_nats::Client,
+    subject: String,
+    request: &Req,
+    id: &RequestId,
+) -> Result<Resp, RpcError> {
     use async_nats::client::RequestErrorKind;
     let msg = client
-        .request(subject.clone(), request.encode_to_vec().into())
+        .request_with_headers(
+            subject.clone(),
+            crate::request_id::headers(id),
+            request.encode_to_vec().into(),
+        )
         .await
         .map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => RpcError::NoResponders(subject.clone()),

@@ -9,7 +9,9 @@ pub mod codec;
 pub mod conditions;
 pub mod headers;
 pub mod identity;
+pub mod manifests;
 pub mod names;
+pub mod request_id;
 pub mod subjects;
 pub mod tunnel;
 
@@ -22,4 +24,5 @@ pub mod v1 {
 pub use codec::{DecodeError, decode};
 pub use identity::{Identity, IdentityError};
 pub use names::{ClusterName, NameError, UserName};
+pub use request_id::RequestId;
 pub use subjects::{ApiEndpoint, HubTopic, Subjects};

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use fleetbus_nats::rpc;
+use fleetbus_nats::{request_id, rpc};
 use fleetbus_schema::HubTopic;
 use fleetbus_schema::v1::{DesiredState, SyncRequest};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::Config;
 
@@ -20,10 +22,15 @@ const RETRY: Duration = Duration::from_secs(5);
 /// The latest desired state (`None` until the first sync).
 pub type Desired = watch::Receiver<Option<DesiredState>>;
 
-/// Starts syncing; the receiver sees every answer.
-pub fn spawn(client: async_nats::Client, config: Config, stop: CancellationToken) -> Desired {
+/// Starts syncing on `tracker`; the receiver sees every answer.
+pub fn spawn(
+    tracker: &TaskTracker,
+    client: async_nats::Client,
+    config: Config,
+    stop: CancellationToken,
+) -> Desired {
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(run(client, config, tx, stop));
+    tracker.spawn(run(client, config, tx, stop));
     rx
 }
 
@@ -45,17 +52,20 @@ async fn run(
     };
     let subject = config.subjects.hub(&config.cluster, HubTopic::Sync);
     loop {
-        let wait =
-            match rpc::call::<_, DesiredState>(&client, subject.clone(), &SyncRequest {}).await {
-                Ok(desired) => {
-                    tx.send_replace(Some(desired));
-                    RESYNC
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sync with the hub failed");
-                    RETRY
-                }
-            };
+        let id = request_id::fresh();
+        let span =
+            tracing::info_span!("sync", cluster = %config.cluster, %subject, request_id = %id);
+        let sync = rpc::call::<_, DesiredState>(&client, subject.clone(), &SyncRequest {});
+        let wait = match request_id::scope(id, sync).instrument(span.clone()).await {
+            Ok(desired) => {
+                tx.send_replace(Some(desired));
+                RESYNC
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::warn!(error = %e, "sync with the hub failed"));
+                RETRY
+            }
+        };
         tokio::select! {
             () = stop.cancelled() => return,
             _ = notices.next() => {}

@@ -20,27 +20,39 @@ pub mod tunnel_stream;
 pub mod upstream;
 pub mod work;
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{Args, Config};
 
 use crate::session::SessionEnd;
 
-/// Runs the spoke until `shutdown` fires, or until joining fails for good.
+/// How long the ops endpoints may take to close after the agent stopped.
+const OPS_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the spoke until `shutdown` fires, or until joining fails for good. After `shutdown`
+/// it is gone within [`session::GRACE`] and a few seconds more.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let kube = kube::Kube::connect(config.kubeconfig.as_deref()).await?;
-    let ops = config.metrics_addr.map(|addr| {
+    let tracker = TaskTracker::new();
+    if let Some(addr) = config.metrics_addr {
         let serve = fleetbus_nats::ops::serve(addr, config.stats.metrics.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(%addr, error = %e, "cannot serve /metrics");
             }
-        })
-    });
+        });
+    }
     let result = run_agent(&config, &kube, &shutdown).await;
-    if let Some(ops) = ops {
-        shutdown.cancel();
-        let _ = ops.await;
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(OPS_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the ops endpoints did not close within {OPS_GRACE:?}");
     }
     result
 }

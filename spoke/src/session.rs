@@ -1,6 +1,7 @@
 //! A spoke's life with its own identity: heartbeats, certificate rotation before 23 % of the
 //! lifetime is left (new key, CSR to the hub, files swapped, `force_reconnect`), and noticing
-//! when the hub revoked it.
+//! when the hub revoked it. Its loops run under one `TaskTracker` and end within a grace
+//! period.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use fleetbus_schema::{HubTopic, Identity};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::identity_store::{IdentityStore, Step};
@@ -30,6 +32,11 @@ pub enum SessionEnd {
 
 /// Consecutive authorization refusals (without a successful connect) taken as revocation.
 const REFUSALS_FOR_REVOKED: usize = 3;
+/// How long the loops may take to finish after shutdown or revocation. Kubernetes kills a pod
+/// 30 s after SIGTERM; the spoke is gone well before.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How long the connection may take to flush what it still buffers (audit events, …).
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// Runs until shutdown or revocation.
 pub async fn run(
@@ -63,41 +70,41 @@ pub async fn run(
         .set("fleetbus_spoke_connected", &[], 1.0);
     config.stats.metrics.set_ready(true);
     let session = shutdown.child_token();
-    let desired = crate::desired::spawn(client.clone(), config.clone(), session.clone());
-    let tasks = [
-        tokio::spawn(heartbeats(
-            client.clone(),
-            config.clone(),
-            kube.clone(),
-            session.clone(),
-        )),
-        tokio::spawn(rotate(
-            client.clone(),
-            config.clone(),
-            kube.clone(),
-            session.clone(),
-        )),
-        tokio::spawn(crate::tokens::run(
-            client.clone(),
-            config.clone(),
-            kube.clone(),
-            desired.clone(),
-            session.clone(),
-        )),
-        tokio::spawn(crate::work::run(
-            client.clone(),
-            config.clone(),
-            kube.clone(),
-            desired,
-            session.clone(),
-        )),
-        tokio::spawn(crate::tunnel::serve(
-            client.clone(),
-            config.clone(),
-            kube.clone(),
-            session.clone(),
-        )),
-    ];
+    let tracker = TaskTracker::new();
+    let desired = crate::desired::spawn(&tracker, client.clone(), config.clone(), session.clone());
+    tracker.spawn(heartbeats(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        session.clone(),
+    ));
+    tracker.spawn(rotate(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        session.clone(),
+    ));
+    tracker.spawn(crate::tokens::run(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        desired.clone(),
+        session.clone(),
+    ));
+    tracker.spawn(crate::work::run(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        desired,
+        tracker.clone(),
+        session.clone(),
+    ));
+    tracker.spawn(crate::tunnel::serve(
+        client.clone(),
+        config.clone(),
+        kube.clone(),
+        session.clone(),
+    ));
     let mut refusals = 0;
     let end = loop {
         tokio::select! {
@@ -130,11 +137,20 @@ pub async fn run(
         .metrics
         .set("fleetbus_spoke_connected", &[], 0.0);
     config.stats.metrics.set_ready(false);
-    for task in tasks {
-        let _ = task.await;
-    }
-    let _ = client.drain().await;
+    stop(tracker, client).await;
     Ok(end)
+}
+
+/// Lets the loops finish what they are doing (a reconcile in progress reports its status),
+/// within [`GRACE`], then flushes what the connection still buffers, within [`DRAIN`].
+async fn stop(tracker: TaskTracker, client: async_nats::Client) {
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("the spoke's loops did not finish within {GRACE:?}; stopping without them");
+    }
+    if tokio::time::timeout(DRAIN, client.drain()).await.is_err() {
+        tracing::warn!("the connection did not drain within {DRAIN:?}");
+    }
 }
 
 /// A refused (re)connect: the server says so directly, or the connector reports it.

@@ -54,10 +54,11 @@ pub async fn run(
         return Ok(());
     };
     let _ = probe.connected.set(Instant::now());
-    let desired = crate::desired::spawn(client.clone(), config.clone(), shutdown.clone());
+    let tracker = tokio_util::task::TaskTracker::new();
+    let desired = crate::desired::spawn(&tracker, client.clone(), config.clone(), shutdown.clone());
     // An in-memory cluster changes only when the work loop changes it: nothing to watch.
     let (_unused, changed) = mpsc::unbounded_channel();
-    let work = tokio::spawn(crate::work::run_on(
+    tracker.spawn(crate::work::run_on(
         client.clone(),
         config.clone(),
         cluster,
@@ -92,7 +93,8 @@ pub async fn run(
             tracing::debug!(error = %e, "heartbeat not sent");
         }
     }
-    let _ = work.await;
+    tracker.close();
+    tracker.wait().await;
     // Close at once: a lost spoke should look lost to the hub.
     drop(client);
     Ok(())

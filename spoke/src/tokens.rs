@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use fleetbus_nats::request_id;
 use fleetbus_nats::rpc::{self, RpcError};
 use fleetbus_schema::HubTopic;
 use fleetbus_schema::v1::{DesiredState, ManagedServiceAccount, TokenReport, TokenReportAck};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::desired::Desired;
@@ -49,7 +51,17 @@ pub async fn run(
         let current = desired.borrow_and_update().clone();
         let wait = match current {
             Some(current) => {
-                reconcile(&client, &config, &kube, &reconciler, current, &mut tracked).await
+                let tracked = &mut tracked;
+                reconcile(
+                    &client,
+                    &config,
+                    &kube,
+                    &reconciler,
+                    current,
+                    tracked,
+                    &stop,
+                )
+                .await
             }
             None => RESYNC,
         };
@@ -61,7 +73,8 @@ pub async fn run(
     }
 }
 
-/// Brings the cluster to `desired`; returns how long until something is due.
+/// Brings the cluster to `desired`; returns how long until something is due. Stops between
+/// service accounts once `stop` fires.
 async fn reconcile(
     client: &async_nats::Client,
     config: &Config,
@@ -69,59 +82,28 @@ async fn reconcile(
     reconciler: &Reconciler,
     desired: DesiredState,
     tracked: &mut HashMap<String, Tracked>,
+    stop: &CancellationToken,
 ) -> Duration {
     let now = now_ms();
     let mut next = now + RESYNC.as_millis() as i64;
     for msa in &desired.service_accounts {
-        let due = due_ms(msa, tracked.get(&msa.name), config.token_refresh_fraction);
-        if due > now {
-            tracked.insert(
-                msa.name.clone(),
-                Tracked {
-                    generation: msa.generation,
-                    due_ms: due,
-                },
-            );
-            next = next.min(due);
-            continue;
+        if stop.is_cancelled() {
+            return RESYNC;
         }
-        let (report, due) = match reconciler.ensure(msa).await {
-            Ok(issued) => {
-                let delay = refresh_delay(
-                    now_ms(),
-                    issued.issued_ms,
-                    issued.expiration_ms,
-                    config.token_refresh_fraction,
-                );
-                let report = TokenReport {
-                    name: msa.name.clone(),
-                    generation: msa.generation,
-                    token: issued.token,
-                    ca_pem: kube.ca_pem.clone(),
-                    server: kube.server.clone(),
-                    expiration_ms: issued.expiration_ms,
-                    ..Default::default()
-                };
-                (report, now_ms() + delay.as_millis() as i64)
-            }
-            Err(failure) => {
-                tracing::warn!(msa = %msa.name, reason = failure.reason, message = %failure.message, "managed service account failed");
-                let report = TokenReport {
-                    name: msa.name.clone(),
-                    generation: msa.generation,
-                    error_reason: failure.reason.into(),
-                    error_message: failure.message,
-                    ..Default::default()
-                };
-                (report, now_ms() + RETRY.as_millis() as i64)
-            }
-        };
-        let due = match send_report(client, config, &report).await {
-            Ok(()) => due,
-            Err(e) => {
-                tracing::warn!(msa = %msa.name, error = %e, "token report not delivered; retrying");
-                now_ms() + RETRY.as_millis() as i64
-            }
+        let due = due_ms(msa, tracked.get(&msa.name), config.token_refresh_fraction);
+        let due = if due > now {
+            due
+        } else {
+            let id = request_id::fresh();
+            let span = tracing::info_span!(
+                "msa",
+                cluster = %config.cluster,
+                msa = %msa.name,
+                generation = msa.generation,
+                request_id = %id,
+            );
+            let one = reconcile_one(client, config, kube, reconciler, msa);
+            request_id::scope(id, one).instrument(span).await
         };
         tracked.insert(
             msa.name.clone(),
@@ -134,6 +116,54 @@ async fn reconcile(
     }
     remove_undesired(reconciler, &desired, tracked).await;
     Duration::from_millis((next - now_ms()).max(0) as u64)
+}
+
+/// Makes one MSA real and reports its token (or why not); returns when it is due again.
+async fn reconcile_one(
+    client: &async_nats::Client,
+    config: &Config,
+    kube: &Kube,
+    reconciler: &Reconciler,
+    msa: &ManagedServiceAccount,
+) -> i64 {
+    let (report, due) = match reconciler.ensure(msa).await {
+        Ok(issued) => {
+            let delay = refresh_delay(
+                now_ms(),
+                issued.issued_ms,
+                issued.expiration_ms,
+                config.token_refresh_fraction,
+            );
+            let report = TokenReport {
+                name: msa.name.clone(),
+                generation: msa.generation,
+                token: issued.token,
+                ca_pem: kube.ca_pem.clone(),
+                server: kube.server.clone(),
+                expiration_ms: issued.expiration_ms,
+                ..Default::default()
+            };
+            (report, now_ms() + delay.as_millis() as i64)
+        }
+        Err(failure) => {
+            tracing::warn!(reason = failure.reason, message = %failure.message, "managed service account failed");
+            let report = TokenReport {
+                name: msa.name.clone(),
+                generation: msa.generation,
+                error_reason: failure.reason.into(),
+                error_message: failure.message,
+                ..Default::default()
+            };
+            (report, now_ms() + RETRY.as_millis() as i64)
+        }
+    };
+    match send_report(client, config, &report).await {
+        Ok(()) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "token report not delivered; retrying");
+            now_ms() + RETRY.as_millis() as i64
+        }
+    }
 }
 
 /// When `msa` needs work: now if it is new or changed; else at its refresh point, taken from

@@ -122,6 +122,8 @@ impl Fleet {
             key: tls.key,
             subject_prefix: self.nats.subjects.prefix().to_owned(),
             timeout: Duration::from_secs(5),
+            request_id: None,
+            verbose: false,
         })
     }
 

@@ -174,14 +174,36 @@ impl std::io::Write for Capture {
     }
 }
 
-/// All log lines so far, including debug and trace of the fleetbus crates.
+/// All log lines so far, including debug and trace of the fleetbus crates, without terminal
+/// colours (span fields are formatted once, by whichever layer saw the span first).
 pub fn captured_logs() -> String {
-    String::from_utf8_lossy(
+    let raw = String::from_utf8_lossy(
         &CAPTURED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     )
-    .into_owned()
+    .into_owned();
+    without_ansi(&raw)
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Test logs go to the test's captured output (`RUST_LOG` picks the level) and, at every level

@@ -208,3 +208,108 @@ async fn the_hub_api_is_a_discoverable_micro_service() -> anyhow::Result<()> {
     let _ = audit::CE_TYPE;
     Ok(())
 }
+
+/// The hub's log lines for the API call with request id `id`.
+fn hub_lines_with(id: &str) -> Vec<String> {
+    fleetbus_tests::captured_logs()
+        .lines()
+        .filter(|l| l.contains(&format!("request_id={id}")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_request_id_is_in_the_hubs_log_lines_and_the_audit_event() -> anyhow::Result<()> {
+    use fleetbus_schema::headers::REQUEST_ID;
+    use fleetbus_schema::v1::{WhoAmIReply, WhoAmIRequest};
+
+    let fleet = Fleet::start().await?;
+    fleet.accepted_spoke("c1").await?;
+
+    // Given on the command line.
+    fleet
+        .cli(&["deny", "c1", "--request-id", "cli-req-0001"])
+        .await?;
+    // Made by the CLI and printed by -v.
+    let out = fleet.command_as("admin", &["whoami", "-v"]).output()?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(out.status.success(), "{stderr}");
+    let printed = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("identity-get: request id "))
+        .unwrap_or_else(|| panic!("no request id in {stderr:?}"))
+        .to_owned();
+    assert_eq!(printed.len(), 32, "{printed}");
+
+    let all = eventually("both events", Duration::from_secs(10), || async {
+        let all = events(&fleet).await.ok()?;
+        let has = |id: &str| all.iter().any(|(_, e)| e.request_id == id);
+        (has("cli-req-0001") && has(&printed)).then_some(all)
+    })
+    .await?;
+    for (id, ce_type, line) in [
+        (
+            "cli-req-0001",
+            "io.fleetbus.cluster.deny",
+            "cluster decision",
+        ),
+        (printed.as_str(), "io.fleetbus.api.whoami", "api call"),
+    ] {
+        let types: Vec<&str> = all
+            .iter()
+            .filter(|(_, e)| e.request_id == id)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(types, [ce_type], "{id}");
+        let lines = hub_lines_with(id);
+        assert!(
+            lines.iter().any(|l| l.contains(line) && l.contains("api{")),
+            "no {line:?} line with {id} in {lines:#?}"
+        );
+    }
+    let deny = hub_lines_with("cli-req-0001");
+    assert!(deny.iter().all(|l| l.contains("cluster=c1")), "{deny:#?}");
+
+    // A malformed id is never logged nor audited: the hub uses a fresh one.
+    let client = fleetbus_cli::hub_client::HubClient::connect(&fleet.flags_for("admin")?).await?;
+    let subject = fleet.nats.subjects.api(
+        &UserName::new("admin")?,
+        fleetbus_schema::ApiEndpoint::WhoAmI,
+    );
+    for bad in ["two words", "quote\"d", &"x".repeat(65)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(REQUEST_ID, bad);
+        let reply = client
+            .nats()
+            .request_with_headers(
+                subject.clone(),
+                headers,
+                WhoAmIRequest {}.encode_to_vec().into(),
+            )
+            .await?;
+        let me = WhoAmIReply::decode(reply.payload.as_ref())?;
+        assert!(me.admin);
+        assert!(
+            !fleetbus_tests::captured_logs().contains(bad),
+            "{bad} logged"
+        );
+    }
+    let whoamis = eventually(
+        "three more whoami events",
+        Duration::from_secs(10),
+        || async {
+            let all = events(&fleet).await.ok()?;
+            let ids: Vec<String> = all
+                .into_iter()
+                .filter(|(t, _)| t == "io.fleetbus.api.whoami")
+                .map(|(_, e)| e.request_id)
+                .collect();
+            (ids.len() >= 5).then_some(ids)
+        },
+    )
+    .await?;
+    for id in &whoamis {
+        assert!(fleetbus_schema::RequestId::new(id).is_ok(), "{id:?}");
+    }
+    Ok(())
+}

@@ -170,6 +170,8 @@ async fn the_mounted_nats_config_runs_a_fleet() -> anyhow::Result<()> {
         key,
         subject_prefix: "fleet".into(),
         timeout: Duration::from_secs(5),
+        request_id: None,
+        verbose: false,
     };
     let whoami = fleetbus_tests::eventually(
         "the hub behind the compose nats config",

@@ -268,3 +268,79 @@ async fn spoke_rotates_its_certificate_without_restart() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// A renewal a crash interrupted leaves the new key beside the old, still valid certificate.
+/// The files are made from a real renewal (the hub signed the new key and keeps it), then set
+/// back to what a crash between the two writes leaves; the spoke starts again and recovers on
+/// its own: a staged certificate is moved into place, and without one it joins again with the
+/// key and collects the renewed certificate.
+#[tokio::test]
+async fn a_spoke_recovers_from_an_interrupted_renewal() -> anyhow::Result<()> {
+    let fleet = Fleet::start_with(|c| c.spoke_cert_validity = Duration::from_secs(120)).await?;
+    let mut config = fleet.spoke_config("c1", None)?;
+    let state = config.state_dir.clone();
+    let (key, cert) = (state.join("tls.key"), state.join("tls.crt"));
+    let id = Identity::Spoke(ClusterName::new("c1")?);
+    for staged in [true, false] {
+        // Renew after 10 % of the lifetime: the old certificate stays valid for long after.
+        config.renew_fraction = 0.1;
+        let spoke = if std::fs::metadata(&cert).is_ok() {
+            fleet.start_spoke(config.clone())
+        } else {
+            fleet.join(config.clone(), ConditionStatus::False).await?
+        };
+        let old_cert = std::fs::read_to_string(&cert)?;
+        let old = pki::inspect(&old_cert)?;
+        let new_cert = eventually("a renewal", Duration::from_secs(40), || async {
+            let pem = std::fs::read_to_string(&cert).ok()?;
+            (pki::inspect(&pem).ok()?.serial != old.serial).then_some(pem)
+        })
+        .await?;
+        spoke.stop().await?;
+        // The crash: the new key is in place, the old certificate still beside it.
+        std::fs::write(&cert, &old_cert)?;
+        if staged {
+            std::fs::write(state.join("tls.crt.next"), &new_cert)?;
+        }
+        let tls = fleetbus_nats::TlsFiles {
+            ca: fleet.nats.pki.ca_cert(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        assert!(
+            fleet.nats.connect_with(&tls, &id).await.is_err(),
+            "a mismatched pair cannot connect"
+        );
+
+        // Rotate no more, so that the certificate the spoke ends up with is the renewed one.
+        config.renew_fraction = 0.99;
+        let connected = fleetbus_tests::captured_logs()
+            .matches("connected with the cluster identity")
+            .count();
+        let spoke = fleet.start_spoke(config.clone());
+        eventually("the spoke connected again", WAIT, || async {
+            let now = fleetbus_tests::captured_logs()
+                .matches("connected with the cluster identity")
+                .count();
+            (now > connected).then_some(())
+        })
+        .await?;
+        assert_eq!(std::fs::read_to_string(&cert)?, new_cert);
+        assert!(!state.join("tls.crt.next").exists());
+        assert!(fleet.nats.connect_with(&tls, &id).await.is_ok());
+        let logs = fleetbus_tests::captured_logs();
+        let line = if staged {
+            "finished a certificate renewal that was interrupted"
+        } else {
+            "do not belong together (an interrupted renewal?); joining again with the key"
+        };
+        assert!(logs.contains(line), "{logs}");
+        assert_eq!(
+            fleet.cluster("c1").await?.unwrap().acceptance(),
+            Acceptance::Accepted,
+            "no admin was needed"
+        );
+        spoke.stop().await?;
+    }
+    Ok(())
+}

@@ -1,20 +1,29 @@
 //! ManifestWork bad input and limits on real kube-apiservers: manifests the apiserver refuses
 //! (unknown kind, missing namespace, invalid name) report why while the rest applies, a spoke
 //! without rights reports the apiserver's refusal, malformed files never reach the hub, and an
-//! 8 MiB work round-trips while a 17 MiB one is refused at create time.
+//! 8 MiB work round-trips while a 17 MiB one is refused at create time. A client that sends
+//! protobuf fields this version does not know (a newer CLI, another language) still gets a work
+//! that applies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::local::kube_server::KubeServer;
 use fleetbus_schema::v1::ConditionStatus;
-use fleetbus_tests::Fleet;
+use fleetbus_schema::v1::{
+    CreateWorkRequest, Empty, ManifestWork, Manifests, UploadChunk, WorkRef,
+};
+use fleetbus_schema::{ApiEndpoint, UserName};
 use fleetbus_tests::works::{condition, config_map, create_work, data_of, one_cluster, work_json};
+use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::PostParams;
+use prost::Message;
 use serde_json::Value;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_manifests_say_why_and_the_rest_applies() -> anyhow::Result<()> {
@@ -198,5 +207,91 @@ async fn a_spoke_without_rights_reports_the_apiservers_refusal() -> anyhow::Resu
         "{err}"
     );
     assert_eq!(data_of(&kube, "allowed").await.as_deref(), Some("yes"));
+    Ok(())
+}
+
+/// Field 15 (length-delimited, "new"): a field no message of this version has.
+const UNKNOWN_FIELD: [u8; 5] = [0x7a, 0x03, b'n', b'e', b'w'];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_work_with_unknown_protobuf_fields_applies() -> anyhow::Result<()> {
+    let (fleet, kube, _spoke) = one_cluster("cluster1").await?;
+    let client = HubClient::connect(&fleet.flags_for("admin")?).await?;
+    let manifests = |name: &str| {
+        Manifests {
+        objects: vec![
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"default"}},"data":{{"k":"v"}}}}"#)
+                .into_bytes(),
+        ],
+    }
+    };
+    let work = |name: &str| ManifestWork {
+        name: name.into(),
+        cluster: "cluster1".into(),
+        ..Default::default()
+    };
+
+    // Uploaded: the client's bytes, unknown field included, are what the hub receives.
+    let mut uploaded = manifests("uploaded").encode_to_vec();
+    uploaded.extend_from_slice(&UNKNOWN_FIELD);
+    let chunk = UploadChunk {
+        upload_id: "small-upload".into(),
+        index: 0,
+        data: uploaded,
+    };
+    let _: Empty = client.call(ApiEndpoint::WorkUpload, &chunk).await?;
+    let request = CreateWorkRequest {
+        work: Some(work("uploaded")),
+        upload_id: "small-upload".into(),
+        upload_chunks: 1,
+        ..Default::default()
+    };
+    let stored: ManifestWork = client.call(ApiEndpoint::WorkCreate, &request).await?;
+    assert_eq!(
+        stored.manifests_digest,
+        fleetbus_schema::manifests::digest(&manifests("uploaded"))
+    );
+
+    // Inline: unknown fields in the request and in its manifests.
+    let mut inline = manifests("inline").encode_to_vec();
+    inline.extend_from_slice(&UNKNOWN_FIELD);
+    let mut raw = CreateWorkRequest {
+        work: Some(work("inline")),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    raw.push(0x1a); // field 3, length-delimited: the manifests
+    prost::encoding::encode_varint(inline.len() as u64, &mut raw);
+    raw.extend_from_slice(&inline);
+    raw.extend_from_slice(&UNKNOWN_FIELD);
+    let subject = client
+        .subjects()
+        .api(&UserName::new("admin")?, ApiEndpoint::WorkCreate);
+    let reply = client.nats().request(subject, raw.into()).await?;
+    assert!(reply.headers.is_none(), "{:?}", reply.headers);
+
+    for name in ["uploaded", "inline"] {
+        eventually(
+            &format!("work {name} applied"),
+            Duration::from_secs(30),
+            || async {
+                let w = work_json(&fleet, name, "cluster1").await.ok()?;
+                (condition(&w["status"]["conditions"], "Applied")?["status"] == "True")
+                    .then_some(())
+            },
+        )
+        .await?;
+        assert_eq!(data_of(&kube, name).await.as_deref(), Some("v"));
+        let got: ManifestWork = client
+            .call(
+                ApiEndpoint::WorkGet,
+                &WorkRef {
+                    cluster: "cluster1".into(),
+                    name: name.into(),
+                },
+            )
+            .await?;
+        assert_eq!(got.manifests, Some(manifests(name)));
+    }
     Ok(())
 }

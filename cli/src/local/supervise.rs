@@ -2,7 +2,7 @@
 //! would: a child that exits is reported (name, exit status, log) and started again after a
 //! backoff that doubles up to a minute and resets once the child has stayed up for a minute.
 //! The first wait (5 s) outlasts the hub's lease, so a crashed spoke's cluster is seen going
-//! `Unknown` before it comes back.
+//! `Unknown` before it comes back. Stopping is bounded: SIGTERM, a grace period, SIGKILL.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,6 +107,57 @@ impl Supervised {
     }
 }
 
+impl Supervised {
+    /// Asks the child to stop (SIGTERM) and not to be restarted.
+    fn terminate(&mut self) {
+        self.restart_at = None;
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Whether the child is gone (reaped, so dropping it kills nothing).
+    fn exited(&mut self) -> bool {
+        let gone = match &mut self.child {
+            None => true,
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+        };
+        if gone {
+            self.child = None;
+        }
+        gone
+    }
+}
+
+/// Stops every child the way a container runtime does: SIGTERM to all, up to `grace` for them
+/// to exit (a spoke reports what it was doing and drains its connection), then SIGKILL to the
+/// rest. Returns the names of those that had to be killed.
+pub async fn stop_all(children: &mut [Supervised], grace: Duration) -> Vec<String> {
+    for child in children.iter_mut() {
+        child.terminate();
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !children.iter_mut().all(Supervised::exited) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    children
+        .iter_mut()
+        .filter_map(|child| {
+            if child.exited() {
+                return None;
+            }
+            if let Some(mut process) = child.child.take() {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+            Some(child.name.clone())
+        })
+        .collect()
+}
+
 impl Drop for Supervised {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
@@ -128,6 +179,48 @@ fn sibling(name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stopping_waits_for_children_that_exit_on_sigterm_and_kills_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        let start = |name: &str, script: &str| {
+            let args = vec!["-c".to_owned(), script.to_owned()];
+            Supervised::start(name.into(), "sh", args, &log).unwrap()
+        };
+        // One stops on SIGTERM after a short cleanup, one ignores it.
+        let mut children = vec![
+            start(
+                "polite",
+                "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.1; done",
+            ),
+            start("stubborn", "trap '' TERM; while :; do sleep 0.1; done"),
+        ];
+        // Let both shells install their traps.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let killed = stop_all(&mut children, Duration::from_secs(2)).await;
+        let took = started.elapsed();
+        assert_eq!(killed, ["stubborn"]);
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        assert!(children.iter_mut().all(Supervised::exited));
+
+        let mut polite = vec![start(
+            "polite",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        )];
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        assert!(
+            stop_all(&mut polite, Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 
     #[test]
     fn an_exited_child_is_reported_and_restarted_after_its_backoff() {

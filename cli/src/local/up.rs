@@ -15,7 +15,7 @@ use fleetbus_nats::server::{AuthKeys, NatsServer, ServerConfig, find_binary};
 use fleetbus_schema::ClusterName;
 
 use super::kube_server::KubeServer;
-use super::supervise::Supervised;
+use super::supervise::{self, Supervised};
 
 /// `fleetbus local-up` flags.
 #[derive(Debug, clap::Args)]
@@ -42,6 +42,10 @@ pub struct LocalUpArgs {
 }
 
 /// The demo workload each cluster with a node runs: real pods that log.
+/// How long the hub and spokes may take to stop after SIGTERM (the spoke's own grace period is
+/// 10 s) before they are killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 const DEMO: &str = r#"apiVersion: v1
 kind: Namespace
 metadata: {name: demo}
@@ -204,7 +208,9 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
             proc.poll(out)?;
         }
     }
-    drop(watched);
+    for name in supervise::stop_all(&mut watched, STOP_GRACE).await {
+        writeln!(out, "{name} did not stop within {STOP_GRACE:?}; killed")?;
+    }
     drop(kubes);
     drop(nats);
     writeln!(out, "stopped")?;

@@ -9,6 +9,7 @@ use fleetbus_schema::v1::UpdateStrategy;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::apply::{Applier, Target};
 use super::record::{Record, Records};
@@ -61,17 +62,19 @@ pub struct KubeCluster {
 }
 
 impl KubeCluster {
-    /// Applies with `client`, records in `namespace`, names changed works on `changed`.
+    /// Applies with `client`, records in `namespace`, names changed works on `changed`; its
+    /// watches run on `tracker` until `stop`.
     pub fn new(
         client: kube::Client,
         namespace: String,
         changed: mpsc::UnboundedSender<String>,
+        tracker: TaskTracker,
         stop: CancellationToken,
     ) -> Self {
         Self {
             applier: Applier::new(client.clone()),
             records: Records::new(client.clone(), namespace),
-            watches: Mutex::new(Watches::new(client, changed, stop)),
+            watches: Mutex::new(Watches::new(client, changed, tracker, stop)),
         }
     }
 }

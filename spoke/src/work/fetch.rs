@@ -1,13 +1,13 @@
 //! A work's manifests: small ones arrive with the sync, large ones are fetched from the hub in
-//! chunks (`<prefix>.hub.<cluster>.manifests`); both are checked against their SHA-256 digest
-//! and kept while the work wants them.
+//! chunks (`<prefix>.hub.<cluster>.manifests`); both are checked against their digest (SHA-256 of
+//! the canonical form, `fleetbus_schema::manifests`) and kept while the work wants them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleetbus_nats::rpc;
-use fleetbus_schema::HubTopic;
 use fleetbus_schema::v1::{ManifestWork, Manifests, ManifestsChunk, ManifestsChunkRequest};
+use fleetbus_schema::{HubTopic, manifests};
 use prost::Message;
 use serde_json::Value;
 
@@ -38,18 +38,29 @@ impl Fetcher {
         if let Some(parsed) = self.cache.get(&work.manifests_digest) {
             return Ok(parsed.clone());
         }
-        let bytes = match &work.manifests {
+        let downloaded;
+        let manifests = match &work.manifests {
             // Small works arrive with the sync.
-            Some(inline) => inline.encode_to_vec(),
-            None => self.download(work).await?,
+            Some(inline) => inline,
+            None => {
+                let bytes = self.download(work).await?;
+                downloaded = Manifests::decode(bytes.as_slice())
+                    .map_err(|e| format!("undecodable manifests: {e}"))?;
+                // The hub sends the canonical form; what an older hub stored is hashed as sent.
+                if manifests::digest_bytes(&bytes) == work.manifests_digest {
+                    return Ok(self.keep(work, &downloaded));
+                }
+                &downloaded
+            }
         };
-        let digest = data_encoding::HEXLOWER
-            .encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
-        if digest != work.manifests_digest {
+        if manifests::digest(manifests) != work.manifests_digest {
             return Err("the manifests do not match their digest".into());
         }
-        let manifests = Manifests::decode(bytes.as_slice())
-            .map_err(|e| format!("undecodable manifests: {e}"))?;
+        Ok(self.keep(work, manifests))
+    }
+
+    /// Parses checked manifests and keeps them under their digest.
+    fn keep(&mut self, work: &ManifestWork, manifests: &Manifests) -> Parsed {
         let parsed: Parsed = Arc::new(
             manifests
                 .objects
@@ -61,12 +72,13 @@ impl Fetcher {
         );
         self.cache
             .insert(work.manifests_digest.clone(), parsed.clone());
-        Ok(parsed)
+        parsed
     }
 
     /// Fetches manifests the sync did not carry, chunk by chunk.
     async fn download(&self, work: &ManifestWork) -> Result<Vec<u8>, String> {
-        let mut bytes = Vec::with_capacity(usize::try_from(work.manifests_size).unwrap_or(0));
+        let size = usize::try_from(work.manifests_size).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(size.min(manifests::MAX_BYTES));
         loop {
             let request = ManifestsChunkRequest {
                 name: work.name.clone(),
@@ -78,6 +90,12 @@ impl Fetcher {
                 .map_err(|e| format!("cannot fetch the manifests: {e}"))?;
             if chunk.data.is_empty() && (bytes.len() as i64) < chunk.total_size {
                 return Err("the hub sent an empty chunk".into());
+            }
+            if bytes.len() + chunk.data.len() > manifests::MAX_BYTES {
+                return Err(format!(
+                    "the hub sent more than {} bytes of manifests",
+                    manifests::MAX_BYTES
+                ));
             }
             bytes.extend_from_slice(&chunk.data);
             if bytes.len() as i64 >= chunk.total_size {

@@ -17,7 +17,7 @@ pub mod watch;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fleetbus_nats::rpc;
+use fleetbus_nats::{request_id, rpc};
 use fleetbus_schema::HubTopic;
 use fleetbus_schema::v1::{
     ConditionStatus, ManifestCondition, ManifestConfig, ManifestWork, PropagationPolicy,
@@ -27,6 +27,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::desired::Desired;
@@ -63,12 +65,13 @@ struct Loop<C> {
     retry: HashMap<String, Instant>,
 }
 
-/// Runs against the real cluster until `stop`.
+/// Runs against the real cluster until `stop`; its watches run on `tracker`.
 pub async fn run(
     client: async_nats::Client,
     config: Config,
     kube: Kube,
     desired: Desired,
+    tracker: TaskTracker,
     stop: CancellationToken,
 ) {
     let (changed_tx, changed) = mpsc::unbounded_channel();
@@ -76,6 +79,7 @@ pub async fn run(
         kube.client.clone(),
         config.work_namespace.clone(),
         changed_tx,
+        tracker,
         stop.clone(),
     );
     run_on(client, config, cluster, desired, changed, stop).await;
@@ -141,9 +145,19 @@ pub async fn run_on<C: Cluster>(
             }
             _ = resync.tick() => this.works.keys().cloned().collect(),
         };
-        for name in due {
-            this.retry.remove(&name);
-            this.reconcile(&name).await;
+        // A reconcile that started finishes (its status reaches the hub); the stop signal is
+        // looked at between works, so shutdown does not wait for every due work.
+        for (done, name) in due.iter().enumerate() {
+            if stop.is_cancelled() {
+                tracing::info!(
+                    reconciled = done,
+                    left = due.len() - done,
+                    "stopping between works; the others are reconciled at the next start"
+                );
+                return;
+            }
+            this.retry.remove(name);
+            this.reconcile(name).await;
         }
     }
 }
@@ -207,15 +221,29 @@ impl<C: Cluster> Loop<C> {
         due
     }
 
+    /// One reconcile of `name`, in its span, under a request id that its status report carries
+    /// to the hub (so the hub's log lines for that report carry it too).
     async fn reconcile(&mut self, name: &str) {
         let Some(spec) = self.works.get(name).map(|k| k.spec.clone()) else {
             return;
         };
-        let ok = if spec.deletion_ms > 0 {
-            self.finalize(&spec).await
-        } else {
-            self.apply_work(&spec).await
-        };
+        let id = request_id::fresh();
+        let span = tracing::info_span!(
+            "reconcile",
+            cluster = %self.config.cluster,
+            work = %name,
+            generation = spec.generation,
+            request_id = %id,
+        );
+        let ok = request_id::scope(id, async {
+            if spec.deletion_ms > 0 {
+                self.finalize(&spec).await
+            } else {
+                self.apply_work(&spec).await
+            }
+        })
+        .instrument(span)
+        .await;
         let Some(known) = self.works.get_mut(name) else {
             return;
         };
@@ -473,6 +501,11 @@ impl<C: Cluster> Loop<C> {
             .hub(&self.config.cluster, HubTopic::Work);
         match rpc::call::<_, WorkStatusAck>(&self.client, subject, &report).await {
             Ok(_) => {
+                tracing::debug!(
+                    observed_generation = status.observed_generation,
+                    deleted,
+                    "work status reported"
+                );
                 if let Some(known) = self.works.get_mut(name) {
                     known.reported = Some(status);
                 }

@@ -10,6 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::apply::Target;
 
@@ -42,14 +43,16 @@ pub struct Watches {
     changed: mpsc::UnboundedSender<String>,
     interest: Arc<RwLock<HashMap<ObjectKey, BTreeSet<String>>>>,
     scopes: HashMap<ScopeKey, CancellationToken>,
+    tracker: TaskTracker,
     stop: CancellationToken,
 }
 
 impl Watches {
-    /// Watches that name changed works on `changed` until `stop`.
+    /// Watches, run on `tracker`, that name changed works on `changed` until `stop`.
     pub fn new(
         client: kube::Client,
         changed: mpsc::UnboundedSender<String>,
+        tracker: TaskTracker,
         stop: CancellationToken,
     ) -> Self {
         Self {
@@ -57,6 +60,7 @@ impl Watches {
             changed,
             interest: Arc::default(),
             scopes: HashMap::new(),
+            tracker,
             stop,
         }
     }
@@ -92,7 +96,7 @@ impl Watches {
             }
             let cancel = self.stop.child_token();
             self.scopes.insert(scope.clone(), cancel.clone());
-            tokio::spawn(watch_scope(
+            self.tracker.spawn(watch_scope(
                 self.client.clone(),
                 resource,
                 scope.3,
