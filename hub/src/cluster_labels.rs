@@ -95,7 +95,7 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("invalid label key {key:?}: the name part is empty"));
     }
-    validate_value(name).map_err(|why| format!("invalid label key {key:?}: {why}"))
+    name_rule(name).map_err(|why| format!("invalid label key {key:?}: {why}"))
 }
 
 /// Checks a label value: empty, or at most 63 alphanumerics, `-`, `_`, `.` starting and ending
@@ -104,16 +104,21 @@ pub fn validate_value(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
+    name_rule(value).map_err(|why| format!("invalid label value {value:?}: {why}"))
+}
+
+/// The rule label names and values share.
+fn name_rule(text: &str) -> Result<(), &'static str> {
     let inner = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    if value.len() > 63
-        || !value.bytes().all(inner)
-        || !edge(value.bytes().next())
-        || !edge(value.bytes().last())
+    if text.len() > 63
+        || !text.bytes().all(inner)
+        || !edge(text.bytes().next())
+        || !edge(text.bytes().last())
     {
-        return Err(format!(
-            "invalid label value {value:?}: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ));
+        return Err(
+            "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        );
     }
     Ok(())
 }

@@ -82,9 +82,10 @@ impl Observed {
         };
         let degraded = find("Degraded");
         let applied = find("Applied");
-        let message = match (degraded, applied) {
-            (Some(d), _) if d.status() == ConditionStatus::True => d.message.clone(),
-            (_, Some(a)) if a.status() == ConditionStatus::False => a.message.clone(),
+        // A failed apply carries the apiserver's words; prefer them.
+        let message = match (applied, degraded) {
+            (Some(a), _) if a.status() == ConditionStatus::False => a.message.clone(),
+            (_, Some(d)) if d.status() == ConditionStatus::True => d.message.clone(),
             _ => String::new(),
         };
         Self {

@@ -228,15 +228,20 @@ async fn wait_rolled_out(
         let rolled = find(&set, "PlacementRolledOut").filter(|_| current);
         match rolled {
             Some(c) if c.status() == ConditionStatus::True => {
-                let desired = set
+                let s = set
                     .status
                     .as_ref()
                     .and_then(|s| s.summary)
-                    .map_or(0, |s| s.desired_total);
+                    .unwrap_or_default();
+                let failed = if s.failed > 0 {
+                    format!("; {} failed within maxFailures", s.failed)
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "manifestworkreplicaset {} rolled out to {desired} clusters (generation {})",
-                    set.name, set.generation
+                    "manifestworkreplicaset {} rolled out to {} of {} clusters (generation {}{failed})",
+                    set.name, s.applied, s.desired_total, set.generation
                 )?;
                 return Ok(());
             }
