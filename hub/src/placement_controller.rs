@@ -128,11 +128,9 @@ impl Controller {
         let due = self
             .decided
             .is_none_or(|(seen, at)| seen != inputs || at.elapsed() >= TICK);
-        if due {
-            if let Some(fleet) = self.fleet(now) {
-                self.decide_all(&fleet, now).await;
-                self.decided = Some((inputs, Instant::now()));
-            }
+        if due && let Some(fleet) = self.fleet(now) {
+            self.decide_all(&fleet, now).await;
+            self.decided = Some((inputs, Instant::now()));
         }
         self.roll_all(now).await;
     }

@@ -125,10 +125,10 @@ pub fn parse_document(source: &str, text: &str, name: &str) -> anyhow::Result<Pl
     if kind != "Placement" {
         bail!("{source}: kind is {kind:?}, not Placement");
     }
-    if let Some(named) = doc.pointer("/metadata/name").and_then(Value::as_str) {
-        if named != name {
-            bail!("{source} describes placement {named}, not {name}");
-        }
+    if let Some(named) = doc.pointer("/metadata/name").and_then(Value::as_str)
+        && named != name
+    {
+        bail!("{source} describes placement {named}, not {name}");
     }
     let spec: SpecDoc = match doc.get("spec") {
         None | Some(Value::Null) => SpecDoc::default(),

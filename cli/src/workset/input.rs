@@ -126,10 +126,10 @@ pub fn parse(
     if documents.len() > 1 {
         bail!("{source}: a ManifestWorkReplicaSet must be the only document in the file");
     }
-    if let Some(named) = doc.pointer("/metadata/name").and_then(Value::as_str) {
-        if named != name {
-            bail!("{source} describes ManifestWorkReplicaSet {named}, not {name}");
-        }
+    if let Some(named) = doc.pointer("/metadata/name").and_then(Value::as_str)
+        && named != name
+    {
+        bail!("{source} describes ManifestWorkReplicaSet {named}, not {name}");
     }
     let template = doc
         .pointer("/spec/manifestWorkTemplate")
