@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/fleetbus/v1/work.proto",
         "proto/fleetbus/v1/audit.proto",
         "proto/fleetbus/v1/api.proto",
+        "proto/fleetbus/v1/placement.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -110,6 +110,18 @@ pub enum Command {
     },
     /// Run a hub with two spokes and two kube-apiservers on this machine.
     LocalUp(crate::local::up::LocalUpArgs),
+    /// Cluster sets (`clusterset set C… --clusterset S`).
+    Clusterset {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::placement::ClustersetCommand,
+    },
+    /// Set or remove labels (`label cluster C k=v k2-`).
+    Label {
+        /// What to label.
+        #[command(subcommand)]
+        what: crate::placement::LabelCommand,
+    },
 }
 
 /// `fleetbus proxy …`
@@ -260,11 +272,14 @@ pub enum GetCommand {
     /// ManifestWorks with their status.
     #[command(alias = "manifestwork", alias = "works")]
     Work {
-        /// One work (needs --cluster).
+        /// One work (needs --cluster or --placement).
         name: Option<String>,
         /// Only this cluster's works.
         #[arg(long, default_value = "")]
         cluster: String,
+        /// The ManifestWorkReplicaSet NAME of this placement, with its rollout.
+        #[arg(long, conflicts_with = "cluster", requires = "name")]
+        placement: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
@@ -322,6 +337,15 @@ pub enum GetCommand {
         #[command(flatten)]
         hub: HubFlags,
     },
+    /// Placements with their decisions.
+    #[command(alias = "placements")]
+    Placement(crate::placement::GetPlacementArgs),
+    /// Cluster sets with their sizes.
+    #[command(alias = "clusterset", alias = "managedclustersets")]
+    Clustersets(crate::placement::GetClustersetsArgs),
+    /// ManifestWorkReplicaSets with their rollout.
+    #[command(alias = "worksets", alias = "manifestworkreplicaset", alias = "mwrs")]
+    Workset(crate::workset::GetWorkSetArgs),
     /// Managed clusters with their acceptance and availability.
     #[command(alias = "cluster")]
     Clusters {
@@ -337,14 +361,22 @@ pub enum GetCommand {
 /// `fleetbus create …`
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
-    /// A ManifestWork: Kubernetes objects (or one OCM ManifestWork) the cluster must have.
+    /// A ManifestWork: Kubernetes objects (or one OCM ManifestWork) the cluster must have;
+    /// with --placement (or an OCM ManifestWorkReplicaSet file) one for every cluster the
+    /// placement selects, rolled out as --rollout says.
     #[command(alias = "manifestwork")]
     Work {
         /// Work name (a DNS-1123 label).
         name: String,
         /// Cluster.
         #[arg(long)]
-        cluster: String,
+        cluster: Option<String>,
+        /// A ManifestWorkReplicaSet over the clusters this placement selects.
+        #[arg(long, conflicts_with = "cluster")]
+        placement: Option<String>,
+        /// How the ManifestWorkReplicaSet rolls out.
+        #[command(flatten)]
+        rollout: crate::workset::RolloutFlags,
         /// YAML or JSON file of objects or a ManifestWork; `-` reads stdin.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
@@ -383,6 +415,11 @@ pub enum CreateCommand {
         #[command(flatten)]
         hub: HubFlags,
     },
+    /// A cluster set (OCM ManagedClusterSet); `clusterset set` puts clusters in it.
+    #[command(alias = "managedclusterset")]
+    Clusterset(crate::placement::NamedArgs),
+    /// A Placement (OCM cluster v1beta1): which clusters a ManifestWorkReplicaSet reaches.
+    Placement(crate::placement::CreatePlacementArgs),
 }
 
 /// What `get token` prints.
@@ -403,8 +440,11 @@ pub enum DeleteCommand {
         /// Work name.
         name: String,
         /// Cluster.
-        #[arg(long)]
-        cluster: String,
+        #[arg(long, required_unless_present = "placement")]
+        cluster: Option<String>,
+        /// The ManifestWorkReplicaSet of this placement: every cluster's work goes.
+        #[arg(long, conflicts_with = "cluster")]
+        placement: Option<String>,
         /// Waiting until the cluster has removed the resources.
         #[command(flatten)]
         wait: WaitFlags,
@@ -430,6 +470,24 @@ pub enum DeleteCommand {
         /// Cluster names.
         #[arg(required = true)]
         clusters: Vec<String>,
+        /// Hub connection.
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// A Placement no ManifestWorkReplicaSet uses.
+    #[command(alias = "placements")]
+    Placement(crate::placement::NamedArgs),
+    /// An empty cluster set no placement uses.
+    #[command(alias = "managedclusterset")]
+    Clusterset(crate::placement::NamedArgs),
+    /// A ManifestWorkReplicaSet: every work it generated is removed, then the set.
+    #[command(alias = "manifestworkreplicaset", alias = "mwrs")]
+    Workset {
+        /// Name.
+        name: String,
+        /// Waiting until every cluster has removed the resources.
+        #[command(flatten)]
+        wait: WaitFlags,
         /// Hub connection.
         #[command(flatten)]
         hub: HubFlags,

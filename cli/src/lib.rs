@@ -12,8 +12,10 @@ pub mod hub_client;
 pub mod local;
 pub mod msa;
 pub mod output;
+pub mod placement;
 pub mod proxy;
 pub mod work;
+pub mod workset;
 
 use std::io::Write;
 
@@ -51,11 +53,33 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             what:
                 DeleteCommand::Work {
                     name,
-                    cluster,
+                    cluster: Some(cluster),
                     wait,
                     hub,
+                    ..
                 },
         } => done(work::delete(&hub, &cluster, &name, wait.timeout(), out).await),
+        Command::Delete {
+            what:
+                DeleteCommand::Work {
+                    name,
+                    placement,
+                    wait,
+                    hub,
+                    ..
+                },
+        } => done(workset::delete(&hub, &name, placement.as_deref(), wait.timeout(), out).await),
+        Command::Delete {
+            what: DeleteCommand::Workset { name, wait, hub },
+        } => done(workset::delete(&hub, &name, None, wait.timeout(), out).await),
+        Command::Delete {
+            what: DeleteCommand::Placement(args),
+        } => done(placement::delete(args, out).await),
+        Command::Delete {
+            what: DeleteCommand::Clusterset(args),
+        } => done(placement::delete_set(args, out).await),
+        Command::Clusterset { command } => done(placement::assign(command, out).await),
+        Command::Label { what } => done(placement::label(what, out).await),
         Command::Create { what } => done(create(what, out).await),
         Command::Grant {
             user,
@@ -157,11 +181,22 @@ async fn get(what: GetCommand, out: &mut impl Write) -> anyhow::Result<()> {
         } => msa::token(&hub, &cluster, &name, output, out).await,
         GetCommand::Grants { output, hub } => msa::grants(&hub, output, out).await,
         GetCommand::Work {
+            name: Some(name),
+            placement: Some(placement),
+            output,
+            hub,
+            ..
+        } => workset::get_for_placement(&hub, &name, &placement, output, out).await,
+        GetCommand::Work {
             name,
             cluster,
             output,
             hub,
+            ..
         } => work::get(&hub, &cluster, name.as_deref(), output, out).await,
+        GetCommand::Placement(args) => placement::get(args, out).await,
+        GetCommand::Clustersets(args) => placement::get_sets(args, out).await,
+        GetCommand::Workset(args) => workset::get(args, out).await,
         GetCommand::Credentials { dir, output, hub } => {
             credentials::get(&hub, dir.as_deref(), output, out).await
         }
@@ -172,11 +207,12 @@ async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()>
     match what {
         CreateCommand::Work {
             name,
-            cluster,
+            cluster: Some(cluster),
             file,
             overwrite,
             wait,
             hub,
+            ..
         } => {
             let options = work::CreateOptions {
                 name: &name,
@@ -187,6 +223,28 @@ async fn create(what: CreateCommand, out: &mut impl Write) -> anyhow::Result<()>
             };
             work::create(&hub, options, out).await
         }
+        CreateCommand::Work {
+            name,
+            placement,
+            rollout,
+            file,
+            overwrite,
+            wait,
+            hub,
+            ..
+        } => {
+            let options = workset::CreateOptions {
+                name: &name,
+                placement: placement.as_deref(),
+                file: &file,
+                overwrite,
+                rollout: &rollout,
+                wait: wait.timeout(),
+            };
+            workset::create(&hub, options, out).await
+        }
+        CreateCommand::Clusterset(args) => placement::create_set(args, out).await,
+        CreateCommand::Placement(args) => placement::create(args, out).await,
         msa @ CreateCommand::Msa { .. } => create_msa(msa, out).await,
     }
 }

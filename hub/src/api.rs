@@ -37,6 +37,8 @@ pub struct Api {
     pub msa: MsaService,
     /// ManifestWorks.
     pub works: crate::work::WorkService,
+    /// Cluster sets, labels, Placements and ManifestWorkReplicaSets.
+    pub placements: crate::placement::PlacementService,
     /// Signs spoke certificates on accept.
     pub signer: Arc<Signer>,
     /// Live availability.
@@ -281,6 +283,23 @@ impl Api {
                     .await?
                     .encode_to_vec()
             }
+            ApiEndpoint::ClustersLabel
+            | ApiEndpoint::ClusterSetCreate
+            | ApiEndpoint::ClusterSetList
+            | ApiEndpoint::ClusterSetDelete
+            | ApiEndpoint::ClusterSetAssign
+            | ApiEndpoint::PlacementCreate
+            | ApiEndpoint::PlacementGet
+            | ApiEndpoint::PlacementList
+            | ApiEndpoint::PlacementDelete
+            | ApiEndpoint::WorkSetCreate
+            | ApiEndpoint::WorkSetGet
+            | ApiEndpoint::WorkSetList
+            | ApiEndpoint::WorkSetDelete => {
+                self.placements
+                    .dispatch(endpoint, caller, subject, payload)
+                    .await?
+            }
         };
         Ok(Bytes::from(body))
     }
@@ -338,9 +357,9 @@ impl Api {
             .into_iter()
             .map(|record| Cluster {
                 conditions: self.liveness.conditions(&record),
+                claims: Some(crate::cluster_labels::shown_claims(&record)),
                 name: record.name,
                 acceptance: record.acceptance,
-                claims: record.claims,
                 created_ms: record.created_ms,
                 certificate_not_after_ms: record.certificate_not_after_ms,
             })

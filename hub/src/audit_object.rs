@@ -70,6 +70,19 @@ pub fn describe(endpoint: ApiEndpoint, payload: &[u8]) -> (String, String) {
             (cluster, "work".into())
         }
         ApiEndpoint::WorkUpload => (String::new(), "work-upload".into()),
+        ApiEndpoint::ClustersLabel
+        | ApiEndpoint::ClusterSetCreate
+        | ApiEndpoint::ClusterSetList
+        | ApiEndpoint::ClusterSetDelete
+        | ApiEndpoint::ClusterSetAssign
+        | ApiEndpoint::PlacementCreate
+        | ApiEndpoint::PlacementGet
+        | ApiEndpoint::PlacementList
+        | ApiEndpoint::PlacementDelete
+        | ApiEndpoint::WorkSetCreate
+        | ApiEndpoint::WorkSetGet
+        | ApiEndpoint::WorkSetList
+        | ApiEndpoint::WorkSetDelete => crate::placement_api::describe(endpoint, payload),
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod api;
 pub mod audit_object;
 pub mod authz;
+pub mod cluster_labels;
+pub mod clusterset;
 pub mod config;
 pub mod error;
 pub mod heartbeats;
@@ -15,12 +17,20 @@ pub mod manifests;
 pub mod msa;
 pub mod msa_spec;
 pub mod page;
+pub mod placement;
+pub mod placement_api;
+pub mod placement_controller;
+pub mod placement_select;
+pub mod placement_spec;
 pub mod registration;
 pub mod secrets;
 pub mod spoke_requests;
 pub mod store;
 pub mod work;
 pub mod work_spec;
+pub mod workset;
+pub mod workset_rollout;
+pub mod workset_works;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +150,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             fleetbus_nats::ops::serve(addr, metrics.clone(), shutdown.clone()),
         ));
     }
+    let Some(placements) = open_placements(
+        &client, &config, &store, &works, &liveness, &audit, &shutdown,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    tracker.spawn(placement_controller::run(
+        placements.clone(),
+        config.lease_timeout,
+        shutdown.clone(),
+    ));
     let api = Arc::new(api::Api {
+        placements,
         store: store.clone(),
         msa: msa.clone(),
         works: works.clone(),
@@ -298,6 +321,45 @@ async fn open_state(
         match open().await {
             Ok(state) => return Some(state),
             Err(e) => tracing::warn!(error = %e, attempt, "cannot open hub state; retrying"),
+        }
+        attempt += 1;
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(connect::reconnect_delay(attempt)) => {}
+        }
+    }
+}
+
+/// Opens the placement buckets, retrying while JetStream is not ready yet.
+async fn open_placements(
+    client: &async_nats::Client,
+    config: &Config,
+    clusters: &ClusterStore,
+    works: &work::WorkService,
+    liveness: &Arc<Liveness>,
+    audit: &Auditor,
+    shutdown: &CancellationToken,
+) -> Option<placement::PlacementService> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut attempt = 0;
+    loop {
+        let parts = placement::Parts {
+            clusters: clusters.clone(),
+            works: works.clone(),
+            liveness: liveness.clone(),
+            audit: audit.clone(),
+        };
+        match placement::PlacementService::open(
+            &js,
+            &config.subjects,
+            config.replicas,
+            shutdown,
+            parts,
+        )
+        .await
+        {
+            Ok(service) => return Some(service),
+            Err(e) => tracing::warn!(error = %e, attempt, "cannot open placement state; retrying"),
         }
         attempt += 1;
         tokio::select! {

@@ -29,6 +29,8 @@ struct Seen {
 pub struct Liveness {
     seen: Mutex<HashMap<ClusterName, Seen>>,
     timeout: Duration,
+    /// Counts connects, disconnects and readiness changes (placements follow them).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Liveness {
@@ -37,7 +39,30 @@ impl Liveness {
         Self {
             seen: Mutex::new(HashMap::new()),
             timeout,
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Follows connects, disconnects and changes of a cluster's apiserver readiness; silence
+    /// past the timeout is not signalled (followers also look again on a timer).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// `ManagedClusterConditionAvailable` of every cluster heard from since it last connected;
+    /// clusters missing from the map are `Unknown`.
+    pub fn availability(&self) -> HashMap<ClusterName, ConditionStatus> {
+        self.lock()
+            .iter()
+            .map(|(name, s)| {
+                let status = match (s.at.elapsed() <= self.timeout, s.kube_ready) {
+                    (true, true) => ConditionStatus::True,
+                    (true, false) => ConditionStatus::False,
+                    (false, _) => ConditionStatus::Unknown,
+                };
+                (name.clone(), status)
+            })
+            .collect()
     }
 
     /// Records a heartbeat; returns true if it is the first since the hub started or the
@@ -49,7 +74,10 @@ impl Liveness {
             .is_none_or(|s| s.at.elapsed() > self.timeout);
         let since_ms = match seen.get(cluster) {
             Some(s) if !fresh && s.kube_ready == beat.kube_ready => s.since_ms,
-            _ => now_ms,
+            _ => {
+                self.changes.send_modify(|n| *n += 1);
+                now_ms
+            }
         };
         seen.insert(
             cluster.clone(),
@@ -66,7 +94,9 @@ impl Liveness {
 
     /// The spoke's connection closed.
     pub fn disconnected(&self, cluster: &ClusterName) {
-        self.lock().remove(cluster);
+        if self.lock().remove(cluster).is_some() {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 
     /// How many clusters are heartbeating now.

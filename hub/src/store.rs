@@ -72,6 +72,8 @@ pub async fn open_kv(
 pub struct Bucket<M> {
     kv: kv::Store,
     cache: Arc<RwLock<Mirror<M>>>,
+    /// Counts mirror changes, for loops that follow the bucket (placement decisions, rollout).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -113,6 +115,7 @@ impl<M> Clone for Bucket<M> {
         Self {
             kv: self.kv.clone(),
             cache: self.cache.clone(),
+            changes: self.changes.clone(),
             _message: PhantomData,
         }
     }
@@ -135,6 +138,7 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
                 entries: BTreeMap::new(),
                 ready: false,
             })),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
             _message: PhantomData,
         };
         tokio::spawn(this.clone().mirror(shutdown.clone()));
@@ -183,12 +187,48 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
                 },
                 kv::Operation::Delete | kv::Operation::Purge => None,
             };
-            let mut cache = write(&self.cache);
-            cache.apply(&entry.key, entry.revision, value);
-            if entry.delta == 0 {
-                cache.ready = true;
+            {
+                let mut cache = write(&self.cache);
+                cache.apply(&entry.key, entry.revision, value);
+                if entry.delta == 0 {
+                    cache.ready = true;
+                }
             }
+            self.changes.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Follows changes of the in-memory mirror (the value only counts them).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Runs `f` over the mirrored live entries whose key starts with `prefix`, in key order,
+    /// without copying them; `None` while the mirror has not caught up with the bucket.
+    pub fn scan<T>(
+        &self,
+        prefix: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &M)>) -> T,
+    ) -> Option<T> {
+        let cache = read(&self.cache);
+        if !cache.ready {
+            return None;
+        }
+        let mut entries = cache
+            .entries
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.as_str(), v)));
+        Some(f(&mut entries))
+    }
+
+    /// Runs `f` on the mirrored value at `key`; `None` while the mirror is not ready.
+    pub fn peek<T>(&self, key: &str, f: impl FnOnce(Option<&M>) -> T) -> Option<T> {
+        let cache = read(&self.cache);
+        if !cache.ready {
+            return None;
+        }
+        Some(f(cache.entries.get(key).and_then(|(_, v)| v.as_ref())))
     }
 
     /// The value at `key`, if any.
@@ -303,6 +343,7 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
                     // Read your own writes, before the watch delivers them.
                     if let Some(rev) = written {
                         write(&self.cache).apply(key, rev, Some(*value));
+                        self.changes.send_modify(|n| *n += 1);
                     }
                     written.is_some()
                 }
@@ -310,6 +351,7 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
                     let deleted = self.delete(key, revision).await?;
                     if deleted {
                         write(&self.cache).apply(key, revision + 1, None);
+                        self.changes.send_modify(|n| *n += 1);
                     }
                     deleted
                 }

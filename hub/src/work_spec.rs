@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use fleetbus_schema::v1::{ManifestWork, Manifests};
+use fleetbus_schema::v1::{ManifestConfig, ManifestWork, Manifests};
 use fleetbus_schema::{ClusterName, names::validate_label};
 use prost::Message;
 
@@ -22,7 +22,13 @@ pub fn names(cluster: &str, name: &str) -> Result<ClusterName, ApiError> {
 /// Checks a work's spec (not its manifests).
 pub fn validate(work: &ManifestWork) -> Result<ClusterName, ApiError> {
     let cluster = names(&work.cluster, &work.name)?;
-    for (i, config) in work.manifest_configs.iter().enumerate() {
+    validate_configs(&work.manifest_configs)?;
+    Ok(cluster)
+}
+
+/// Checks a work's manifest configs.
+pub fn validate_configs(configs: &[ManifestConfig]) -> Result<(), ApiError> {
+    for (i, config) in configs.iter().enumerate() {
         let id = config.resource_identifier.clone().unwrap_or_default();
         if id.resource.is_empty() || id.name.is_empty() {
             return Err(ApiError::bad_request(format!(
@@ -40,7 +46,7 @@ pub fn validate(work: &ManifestWork) -> Result<ClusterName, ApiError> {
             }
         }
     }
-    Ok(cluster)
+    Ok(())
 }
 
 /// The error for manifests of `len` bytes (0: unknown, more than the limit).

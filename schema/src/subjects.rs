@@ -77,11 +77,37 @@ pub enum ApiEndpoint {
     WorkList,
     /// Delete a work; the spoke removes its resources (admin).
     WorkDelete,
+    /// Set or remove a cluster's labels (admin).
+    ClustersLabel,
+    /// Create a cluster set (admin).
+    ClusterSetCreate,
+    /// Cluster sets with their sizes (admin).
+    ClusterSetList,
+    /// Delete an empty, unused cluster set (admin).
+    ClusterSetDelete,
+    /// Put clusters into a cluster set (admin).
+    ClusterSetAssign,
+    /// Create or update a Placement (admin).
+    PlacementCreate,
+    /// One Placement with its decisions (admin).
+    PlacementGet,
+    /// Every Placement (admin).
+    PlacementList,
+    /// Delete a Placement no work set uses (admin).
+    PlacementDelete,
+    /// Create or update a ManifestWorkReplicaSet (admin).
+    WorkSetCreate,
+    /// One ManifestWorkReplicaSet with its rollout (admin).
+    WorkSetGet,
+    /// Every ManifestWorkReplicaSet (admin).
+    WorkSetList,
+    /// Delete a ManifestWorkReplicaSet and every work it generated (admin).
+    WorkSetDelete,
 }
 
 impl ApiEndpoint {
     /// All endpoints, for registering the service.
-    pub const ALL: [ApiEndpoint; 18] = [
+    pub const ALL: [ApiEndpoint; 31] = [
         Self::WhoAmI,
         Self::ClustersList,
         Self::ClustersAccept,
@@ -100,6 +126,19 @@ impl ApiEndpoint {
         Self::WorkGet,
         Self::WorkList,
         Self::WorkDelete,
+        Self::ClustersLabel,
+        Self::ClusterSetCreate,
+        Self::ClusterSetList,
+        Self::ClusterSetDelete,
+        Self::ClusterSetAssign,
+        Self::PlacementCreate,
+        Self::PlacementGet,
+        Self::PlacementList,
+        Self::PlacementDelete,
+        Self::WorkSetCreate,
+        Self::WorkSetGet,
+        Self::WorkSetList,
+        Self::WorkSetDelete,
     ];
 
     /// `(resource, verb)`.
@@ -123,6 +162,19 @@ impl ApiEndpoint {
             Self::WorkGet => ("work", "get"),
             Self::WorkList => ("work", "list"),
             Self::WorkDelete => ("work", "delete"),
+            Self::ClustersLabel => ("clusters", "label"),
+            Self::ClusterSetCreate => ("clustersets", "create"),
+            Self::ClusterSetList => ("clustersets", "list"),
+            Self::ClusterSetDelete => ("clustersets", "delete"),
+            Self::ClusterSetAssign => ("clustersets", "set"),
+            Self::PlacementCreate => ("placements", "create"),
+            Self::PlacementGet => ("placements", "get"),
+            Self::PlacementList => ("placements", "list"),
+            Self::PlacementDelete => ("placements", "delete"),
+            Self::WorkSetCreate => ("worksets", "create"),
+            Self::WorkSetGet => ("worksets", "get"),
+            Self::WorkSetList => ("worksets", "list"),
+            Self::WorkSetDelete => ("worksets", "delete"),
         }
     }
 
@@ -153,6 +205,19 @@ impl ApiEndpoint {
             Self::WorkGet => ("work", "get"),
             Self::WorkList => ("work", "list"),
             Self::WorkDelete => ("work", "delete"),
+            Self::ClustersLabel => ("cluster", "label"),
+            Self::ClusterSetCreate => ("clusterset", "create"),
+            Self::ClusterSetList => ("clusterset", "list"),
+            Self::ClusterSetDelete => ("clusterset", "delete"),
+            Self::ClusterSetAssign => ("clusterset", "set"),
+            Self::PlacementCreate => ("placement", "create"),
+            Self::PlacementGet => ("placement", "get"),
+            Self::PlacementList => ("placement", "list"),
+            Self::PlacementDelete => ("placement", "delete"),
+            Self::WorkSetCreate => ("workset", "create"),
+            Self::WorkSetGet => ("workset", "get"),
+            Self::WorkSetList => ("workset", "list"),
+            Self::WorkSetDelete => ("workset", "delete"),
         }
     }
 
@@ -402,6 +467,21 @@ impl Subjects {
     pub fn grants_bucket(&self) -> String {
         format!("{}-grants", self.prefix)
     }
+
+    /// JetStream KV bucket holding cluster sets.
+    pub fn clustersets_bucket(&self) -> String {
+        format!("{}-clustersets", self.prefix)
+    }
+
+    /// JetStream KV bucket holding Placements with their decisions.
+    pub fn placements_bucket(&self) -> String {
+        format!("{}-placements", self.prefix)
+    }
+
+    /// JetStream KV bucket holding ManifestWorkReplicaSets with their rollout status.
+    pub fn worksets_bucket(&self) -> String {
+        format!("{}-worksets", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -541,6 +621,79 @@ mod tests {
         for (built, want) in golden {
             assert_eq!(built, want);
         }
+    }
+
+    #[test]
+    fn golden_placement_subjects() {
+        let s = Subjects::default();
+        let alice = UserName::new("alice").unwrap();
+        let golden = [
+            (s.clustersets_bucket(), "fleet-clustersets"),
+            (s.placements_bucket(), "fleet-placements"),
+            (s.worksets_bucket(), "fleet-worksets"),
+            (
+                s.api(&alice, ApiEndpoint::ClustersLabel),
+                "fleet.api.alice.clusters.label",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClusterSetCreate),
+                "fleet.api.alice.clustersets.create",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClusterSetList),
+                "fleet.api.alice.clustersets.list",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClusterSetDelete),
+                "fleet.api.alice.clustersets.delete",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::ClusterSetAssign),
+                "fleet.api.alice.clustersets.set",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::PlacementCreate),
+                "fleet.api.alice.placements.create",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::PlacementGet),
+                "fleet.api.alice.placements.get",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::PlacementList),
+                "fleet.api.alice.placements.list",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::PlacementDelete),
+                "fleet.api.alice.placements.delete",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WorkSetCreate),
+                "fleet.api.alice.worksets.create",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WorkSetGet),
+                "fleet.api.alice.worksets.get",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WorkSetList),
+                "fleet.api.alice.worksets.list",
+            ),
+            (
+                s.api(&alice, ApiEndpoint::WorkSetDelete),
+                "fleet.api.alice.worksets.delete",
+            ),
+        ];
+        for (built, want) in golden {
+            assert_eq!(built, want);
+        }
+        for endpoint in ApiEndpoint::ALL {
+            let (resource, _) = endpoint.tokens();
+            if ["clustersets", "placements", "worksets"].contains(&resource) {
+                assert!(endpoint.admin_only(), "{endpoint:?}");
+            }
+        }
+        assert!(ApiEndpoint::ClustersLabel.admin_only());
     }
 
     #[test]

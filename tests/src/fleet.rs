@@ -217,6 +217,19 @@ impl Fleet {
         Running { shutdown, task }
     }
 
+    /// Starts a simulated spoke (`fleetbus_spoke::sim`: the real join, heartbeats and work
+    /// loop, applying to an in-memory cluster).
+    pub fn start_sim(&self, config: fleetbus_spoke::Config) -> Running {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(fleetbus_spoke::sim::run(
+            config,
+            fleetbus_spoke::work::memory::MemoryCluster::default(),
+            std::sync::Arc::new(fleetbus_spoke::sim::Probe::default()),
+            shutdown.clone(),
+        ));
+        Running { shutdown, task }
+    }
+
     /// Starts a kube-apiserver + etcd in this test's folder.
     pub async fn kube(&self, name: &str) -> anyhow::Result<KubeServer> {
         KubeServer::start(&self.nats.dir.path().join("kube").join(name)).await

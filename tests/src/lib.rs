@@ -8,6 +8,7 @@ pub mod exec_bench;
 pub mod fleet;
 pub mod forward;
 pub mod nats_env;
+pub mod placement;
 pub mod scale;
 pub mod wait;
 pub mod works;

@@ -75,23 +75,7 @@ pub async fn create(
     if encoded.len() <= INLINE_BYTES {
         request.manifests = Some(parsed.manifests);
     } else {
-        let id = format!("{:032x}", rand::random::<u128>());
-        let count = chunks::count(encoded.len());
-        for index in 0..count {
-            eprintln!(
-                "uploading manifests: chunk {} of {count} ({} MiB in all)",
-                index + 1,
-                encoded.len() / (1024 * 1024)
-            );
-            let chunk = UploadChunk {
-                upload_id: id.clone(),
-                index: index as i32,
-                data: chunks::at(&encoded, index * CHUNK_BYTES).to_vec(),
-            };
-            let _: Empty = client.call(ApiEndpoint::WorkUpload, &chunk).await?;
-        }
-        request.upload_id = id;
-        request.upload_chunks = count as i32;
+        (request.upload_id, request.upload_chunks) = upload(&client, &encoded).await?;
     }
     let before = if options.overwrite {
         get_opt(&client, options.cluster, options.name).await?
@@ -113,6 +97,32 @@ pub async fn create(
         wait_applied(&client, &stored, timeout, out).await?;
     }
     Ok(())
+}
+
+/// Whether encoded manifests of this size go inline with a create request.
+pub fn fits_inline(len: usize) -> bool {
+    len <= INLINE_BYTES
+}
+
+/// Uploads large encoded manifests in chunks (`work.upload`); returns the upload id and the
+/// number of chunks for the create request.
+pub async fn upload(client: &HubClient, encoded: &[u8]) -> anyhow::Result<(String, i32)> {
+    let id = format!("{:032x}", rand::random::<u128>());
+    let count = chunks::count(encoded.len());
+    for index in 0..count {
+        eprintln!(
+            "uploading manifests: chunk {} of {count} ({} MiB in all)",
+            index + 1,
+            encoded.len() / (1024 * 1024)
+        );
+        let chunk = UploadChunk {
+            upload_id: id.clone(),
+            index: index as i32,
+            data: chunks::at(encoded, index * CHUNK_BYTES).to_vec(),
+        };
+        let _: Empty = client.call(ApiEndpoint::WorkUpload, &chunk).await?;
+    }
+    Ok((id, count as i32))
 }
 
 async fn get_opt(
