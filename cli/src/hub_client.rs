@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use fleetbus_nats::refusals::Refusals;
 use fleetbus_nats::{TlsFiles, connect};
 use fleetbus_schema::v1::{
     Cluster, ClusterList, ListClustersRequest, ManifestWork, WorkList, WorkListRequest,
@@ -35,6 +36,9 @@ pub enum CallError {
         /// The hub's message.
         message: String,
     },
+    /// nats-server refused the request (no permission): its own words.
+    #[error("nats-server refused the request: {0}")]
+    NotPermitted(String),
     /// Anything else on the wire.
     #[error("hub API call failed: {0}")]
     Other(String),
@@ -47,6 +51,7 @@ pub struct HubClient {
     user: UserName,
     url: String,
     timeout: Duration,
+    refusals: Refusals,
 }
 
 impl HubClient {
@@ -63,9 +68,12 @@ impl HubClient {
         };
         let subjects =
             Subjects::new(&flags.subject_prefix).map_err(|e| CallError::Other(e.to_string()))?;
-        let options = connect::options(&tls, &subjects, &identity)
-            .max_reconnects(Some(2))
-            .request_timeout(Some(flags.timeout));
+        let refusals = Refusals::default();
+        let options = refusals.watch(
+            connect::options(&tls, &subjects, &identity)
+                .max_reconnects(Some(2))
+                .request_timeout(Some(flags.timeout)),
+        );
         let client = connect::connect(&flags.nats_url, &tls, &identity, options).await?;
         Ok(Self {
             client,
@@ -73,6 +81,7 @@ impl HubClient {
             subjects,
             url: flags.nats_url.clone(),
             timeout: flags.timeout,
+            refusals,
         })
     }
 
@@ -94,14 +103,17 @@ impl HubClient {
     ) -> Result<Resp, CallError> {
         use fleetbus_nats::rpc::{self, RpcError};
         let subject = self.subjects.api(&self.user, endpoint);
-        rpc::call(&self.client, subject, request)
-            .await
-            .map_err(|e| match e {
-                RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),
-                RpcError::TimedOut(_) => CallError::Timeout(self.timeout),
-                RpcError::Refused { code, message } => CallError::Hub { code, message },
-                other => CallError::Other(other.to_string()),
-            })
+        let refused = self.refusals.listen();
+        let answer = tokio::select! {
+            answer = rpc::call(&self.client, subject.clone(), request) => answer,
+            reason = refused.refused(Some(&subject)) => return Err(CallError::NotPermitted(reason)),
+        };
+        answer.map_err(|e| match e {
+            RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),
+            RpcError::TimedOut(_) => CallError::Timeout(self.timeout),
+            RpcError::Refused { code, message } => CallError::Hub { code, message },
+            other => CallError::Other(other.to_string()),
+        })
     }
 
     /// Every cluster, page by page.

@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit_object;
 pub mod authz;
 pub mod config;
+pub mod durables;
 pub mod error;
 pub mod heartbeats;
 pub mod liveness;
@@ -17,6 +18,7 @@ pub mod msa_spec;
 pub mod page;
 pub mod registration;
 pub mod secrets;
+pub mod service;
 pub mod spoke_requests;
 pub mod store;
 pub mod work;
@@ -151,6 +153,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admins: config.admins.clone(),
         audit: audit.clone(),
         metrics: metrics.clone(),
+        durables: durables::Durables::new(
+            client.clone(),
+            subjects.clone(),
+            &secrets_key,
+            audit.clone(),
+        ),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
     tracker.spawn(log_exit(

@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod headers;
 pub mod identity;
 pub mod names;
+pub mod service;
 pub mod subjects;
 pub mod tunnel;
 
@@ -22,4 +23,5 @@ pub mod v1 {
 pub use codec::{DecodeError, decode};
 pub use identity::{Identity, IdentityError};
 pub use names::{ClusterName, NameError, UserName};
+pub use service::{AuditorEndpoint, Discovery, HUB_SERVICE};
 pub use subjects::{ApiEndpoint, HubTopic, Subjects};
