@@ -47,11 +47,13 @@ pub async fn start(client: &async_nats::Client, subjects: &Subjects) -> anyhow::
         } else {
             "user"
         };
+        let mut metadata = endpoint_metadata(endpoint.message_types(), access);
+        metadata.insert("read_only".into(), endpoint.read_only().to_string());
         let stream = add(
             &service,
             endpoint.name(),
             subjects.api_endpoint_all(endpoint),
-            endpoint_metadata(endpoint.message_types(), access),
+            metadata,
         )
         .await?;
         streams.push(stream.map(move |r| (Call::User(endpoint), r)).boxed());
