@@ -181,3 +181,102 @@ async fn bad_input_gets_a_documented_error_at_once_and_the_hub_carries_on() -> a
     assert_eq!(case("hub-still-answers")["ok"], true);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_endpoint_answers_a_python_client() -> anyhow::Result<()> {
+    let (fleet, _kube, _spoke) = fleetbus_tests::works::one_cluster("cluster1").await?;
+    fleetbus_tests::works::create_work(
+        &fleet,
+        "cm",
+        "cluster1",
+        &fleetbus_tests::works::config_map("from-python", "x"),
+        &["--wait"],
+    )
+    .await?;
+    fleet
+        .cli(&["create", "msa", "dep", "--cluster", "cluster1"])
+        .await?;
+    fleet.reported_token("dep", "cluster1").await?;
+    fleet
+        .cli(&["grant", "bob", "--cluster", "cluster1", "--msa", "dep"])
+        .await?;
+    let names = ["--cluster", "cluster1", "--msa", "dep", "--work", "cm"];
+
+    // The admin: every read endpoint the service advertises, each answering its reply type.
+    let run = fleet
+        .run_example(&user("admin"), "read_endpoints.py", &names, RUN)
+        .await?;
+    assert!(run.ok, "{}", run.stderr);
+    let lines = run.json_lines()?;
+    let mut called: Vec<String> = lines
+        .iter()
+        .map(|l| l["endpoint"].as_str().unwrap().to_owned())
+        .collect();
+    called.sort();
+    let mut reads: Vec<String> = ApiEndpoint::ALL
+        .iter()
+        .filter(|e| e.read_only())
+        .map(|e| format!("{}.{}", e.tokens().0, e.tokens().1))
+        .collect();
+    reads.sort();
+    assert_eq!(called, reads);
+    let body = |endpoint: &str| {
+        let line = lines.iter().find(|l| l["endpoint"] == endpoint).unwrap();
+        assert_eq!(line["ok"], true, "{line}");
+        line["body"].clone()
+    };
+    assert_eq!(body("identity.get")["admin"], true);
+    assert_eq!(body("clusters.list")["items"][0]["name"], "cluster1");
+    assert_eq!(body("msa.list")["items"][0]["name"], "dep");
+    assert!(body("token.get")["token"].as_str().unwrap().len() > 20);
+    assert_eq!(body("grants.list")["items"][0]["user"], "bob");
+    let kinds: Vec<Value> = body("credentials.list")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&"spoke-certificate".into()) && kinds.contains(&"msa-token".into()));
+    assert_eq!(body("work.get")["name"], "cm");
+    assert_eq!(body("work.list")["items"][0]["name"], "cm");
+
+    // A granted user: what users may read, and the hub's 403 for the rest, at once.
+    let run = fleet
+        .run_example(&user("bob"), "read_endpoints.py", &names, RUN)
+        .await?;
+    assert!(run.ok, "{}", run.stderr);
+    for line in run.json_lines()? {
+        let endpoint = line["endpoint"].as_str().unwrap();
+        let open = ["identity.get", "clusters.list", "token.get"].contains(&endpoint);
+        assert_eq!(line["ok"], open, "{line}");
+        if !open {
+            assert_eq!(line["code"], 403, "{line}");
+            assert_eq!(line["error"], "user bob is not a hub admin");
+        }
+    }
+
+    // The focused examples: clusters page by page, and a work's status.
+    let run = fleet
+        .run_example(&user("bob"), "list_clusters.py", &["--page-size", "1"], RUN)
+        .await?;
+    assert!(run.ok, "{}", run.stderr);
+    let clusters = run.json_lines()?;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(
+        (&clusters[0]["name"], &clusters[0]["available"]),
+        (&Value::from("cluster1"), &Value::from("True"))
+    );
+    let run = fleet
+        .run_example(
+            &user("admin"),
+            "work_status.py",
+            &["--cluster", "cluster1", "cm"],
+            RUN,
+        )
+        .await?;
+    assert!(run.ok, "{}", run.stderr);
+    let status = &run.json_lines()?[0];
+    assert_eq!(status["conditions"]["Applied"], "True", "{status}");
+    assert_eq!(status["observed_generation"], 1);
+    Ok(())
+}
