@@ -280,3 +280,48 @@ async fn every_read_endpoint_answers_a_python_client() -> anyhow::Result<()> {
     assert_eq!(status["observed_generation"], 1);
     Ok(())
 }
+
+/// docs/nats-clients.md is the contract as client authors read it: every endpoint with its
+/// subject and types, and every API call's audit type, must be in it as the code has them.
+#[test]
+fn the_client_guide_names_every_endpoint_and_event_type() {
+    use fleetbus_schema::{AuditorEndpoint, Subjects};
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/nats-clients.md"
+    ))
+    .unwrap();
+    let s = Subjects::default();
+    let short = |t: String| t.trim_start_matches("fleetbus.v1.").to_owned();
+    let mut rows = Vec::new();
+    for e in ApiEndpoint::ALL {
+        let (resource, verb) = e.tokens();
+        let (request, reply) = e.message_types();
+        rows.push(format!(
+            "| `{resource}.{verb}` | `{}` | `{}` → `{}` |",
+            s.api(&UserName::new("alice").unwrap(), e),
+            short(request),
+            short(reply)
+        ));
+        let (kind, action) = e.audit_type();
+        rows.push(format!(
+            "| `io.fleetbus.{kind}.{action}` | `{resource}.{verb}` |"
+        ));
+    }
+    for e in AuditorEndpoint::ALL {
+        let (resource, verb) = e.tokens();
+        let (request, reply) = e.message_types();
+        rows.push(format!(
+            "| `{resource}.{verb}` | `{}` | `{}` → `{}` |",
+            s.auditor_api(&UserName::new("audit").unwrap(), e),
+            short(request),
+            short(reply)
+        ));
+        rows.push(format!(
+            "| `io.fleetbus.durable.{verb}` | `auditor:<name>` |"
+        ));
+    }
+    for row in rows {
+        assert!(doc.contains(&row), "docs/nats-clients.md lacks {row}");
+    }
+}
