@@ -140,12 +140,12 @@ impl Durables {
             Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
                 let config = self.config(auditor, &request, &consumer, &filter);
                 match stream.create_consumer_strict(config).await {
-                    Ok(mut created) => (created.info().await.map_err(unavailable)?.clone(), true),
-                    // Another replica created it a moment ago.
-                    Err(_) => (
-                        stream.consumer_info(&consumer).await.map_err(unavailable)?,
-                        false,
-                    ),
+                    Ok(created) => (created.cached_info().clone(), true),
+                    // Another replica may have created it a moment ago.
+                    Err(e) => match stream.consumer_info(&consumer).await {
+                        Ok(info) => (info, false),
+                        Err(_) => return Err(unavailable(e)),
+                    },
                 }
             }
             Err(e) => return Err(unavailable(e)),
