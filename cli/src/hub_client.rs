@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use fleetbus_nats::refusals::Refusals;
 use fleetbus_nats::{TlsFiles, connect, request_id};
 use fleetbus_schema::v1::{
     Cluster, ClusterList, ListClustersRequest, ManifestWork, WorkList, WorkListRequest,
@@ -36,6 +37,9 @@ pub enum CallError {
         /// The hub's message.
         message: String,
     },
+    /// nats-server refused the request (no permission): its own words.
+    #[error("nats-server refused the request: {0}")]
+    NotPermitted(String),
     /// Anything else on the wire.
     #[error("hub API call failed: {0}")]
     Other(String),
@@ -50,6 +54,7 @@ pub struct HubClient {
     timeout: Duration,
     request_id: RequestId,
     verbose: bool,
+    refusals: Refusals,
 }
 
 impl HubClient {
@@ -66,9 +71,12 @@ impl HubClient {
         };
         let subjects =
             Subjects::new(&flags.subject_prefix).map_err(|e| CallError::Other(e.to_string()))?;
-        let options = connect::options(&tls, &subjects, &identity)
-            .max_reconnects(Some(2))
-            .request_timeout(Some(flags.timeout));
+        let refusals = Refusals::default();
+        let options = refusals.watch(
+            connect::options(&tls, &subjects, &identity)
+                .max_reconnects(Some(2))
+                .request_timeout(Some(flags.timeout)),
+        );
         let client = connect::connect(&flags.nats_url, &tls, &identity, options).await?;
         Ok(Self {
             client,
@@ -78,6 +86,7 @@ impl HubClient {
             timeout: flags.timeout,
             request_id: flags.request_id.clone().unwrap_or_else(request_id::fresh),
             verbose: flags.verbose,
+            refusals,
         })
     }
 
@@ -112,14 +121,17 @@ impl HubClient {
         if self.verbose {
             eprintln!("{}: request id {}", endpoint.name(), self.request_id);
         }
-        rpc::call_with_id(&self.client, subject, request, &self.request_id)
-            .await
-            .map_err(|e| match e {
-                RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),
-                RpcError::TimedOut(_) => CallError::Timeout(self.timeout),
-                RpcError::Refused { code, message } => CallError::Hub { code, message },
-                other => CallError::Other(other.to_string()),
-            })
+        let refused = self.refusals.listen();
+        let answer = tokio::select! {
+            answer = rpc::call_with_id(&self.client, subject.clone(), request, &self.request_id) => answer,
+            reason = refused.refused(Some(&subject)) => return Err(CallError::NotPermitted(reason)),
+        };
+        answer.map_err(|e| match e {
+            RpcError::NoResponders(_) => CallError::NoHub(self.url.clone()),
+            RpcError::TimedOut(_) => CallError::Timeout(self.timeout),
+            RpcError::Refused { code, message } => CallError::Hub { code, message },
+            other => CallError::Other(other.to_string()),
+        })
     }
 
     /// Every cluster, page by page.

@@ -4,6 +4,7 @@
 //! Must not depend on hub or spoke internals.
 
 pub mod audit;
+pub mod audit_durable;
 pub mod certs;
 pub mod cli;
 pub mod clusters;
@@ -138,6 +139,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                     limit,
                     follow,
                     output,
+                    durable,
                     hub,
                 },
         } => {
@@ -149,9 +151,13 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 limit,
                 follow,
                 json: output == "json",
+                durable,
             };
             done(audit::tail(&hub, options, out).await)
         }
+        Command::Audit {
+            command: AuditCommand::DeleteDurable { name, hub },
+        } => done(audit_durable::delete(&hub, &name, out).await),
     }
 }
 

@@ -1,10 +1,10 @@
-//! The hub API: a NATS micro service (`$SRV.PING|INFO|STATS` discover it) with one endpoint
-//! per `<prefix>.api.*.<resource>.<verb>`. The caller is the user token of the subject, which
-//! nats-server only lets that user publish to.
+//! The hub API's user endpoints (`<prefix>.api.<user>.<resource>.<verb>`; the service itself is
+//! in [`crate::service`]). The caller is the user token of the subject, which nats-server only
+//! lets that user publish to.
 
 use std::sync::Arc;
 
-use async_nats::service::{self, ServiceExt};
+use async_nats::service;
 use bytes::Bytes;
 use fleetbus_nats::audit::Auditor;
 use fleetbus_nats::{request_id, system};
@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::liveness::Liveness;
 use crate::msa::MsaService;
 use crate::registration::{Signer, not_registered, now_ms};
+use crate::service::Call;
 use crate::store::{Action, ClusterStore};
 
 /// Cluster decisions of one request carried out concurrently.
@@ -53,6 +54,8 @@ pub struct Api {
     pub audit: Auditor,
     /// Request counters and latencies.
     pub metrics: std::sync::Arc<fleetbus_nats::ops::Metrics>,
+    /// Auditors' durable audit subscriptions.
+    pub durables: crate::durables::Durables,
 }
 
 impl Api {
@@ -63,30 +66,22 @@ impl Api {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let service = client
-            .service_builder()
-            .description("fleetbus hub API")
-            .start("fleetbus-hub", env!("CARGO_PKG_VERSION"))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the hub API service: {e}"))?;
-        let mut endpoints = Vec::new();
-        for endpoint in ApiEndpoint::ALL {
-            let stream = service
-                .endpoint_builder()
-                .name(endpoint.name())
-                .add(self.subjects.api_endpoint_all(endpoint))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot add endpoint {}: {e}", endpoint.name()))?;
-            endpoints.push(stream.map(move |request| (endpoint, request)).boxed());
-        }
-        let mut requests = futures::stream::select_all(endpoints);
+        let crate::service::Served {
+            service,
+            mut requests,
+        } = crate::service::start(&client, &self.subjects).await?;
         loop {
-            let (endpoint, request) = tokio::select! {
+            let (call, request) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 next = requests.next() => match next { Some(r) => r, None => break },
             };
             let api = self.clone();
-            tracker.spawn(async move { api.handle(endpoint, request).await });
+            tracker.spawn(async move {
+                match call {
+                    Call::User(endpoint) => api.handle(endpoint, request).await,
+                    Call::Auditor(endpoint) => api.durables.handle(endpoint, request).await,
+                }
+            });
         }
         let _ = service.stop().await;
         Ok(())

@@ -10,6 +10,7 @@ pub mod authz;
 pub mod cluster_labels;
 pub mod clusterset;
 pub mod config;
+pub mod durables;
 pub mod error;
 pub mod heartbeats;
 pub mod liveness;
@@ -24,6 +25,7 @@ pub mod placement_select;
 pub mod placement_spec;
 pub mod registration;
 pub mod secrets;
+pub mod service;
 pub mod spoke_requests;
 pub mod store;
 pub mod work;
@@ -174,6 +176,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admins: config.admins.clone(),
         audit: audit.clone(),
         metrics: metrics.clone(),
+        durables: durables::Durables::new(
+            client.clone(),
+            subjects.clone(),
+            &secrets_key,
+            audit.clone(),
+        ),
     });
     let (t, s) = (tracker.clone(), shutdown.clone());
     tracker.spawn(log_exit(

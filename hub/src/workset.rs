@@ -18,7 +18,8 @@ use crate::placement_spec::validate_strategy;
 use crate::registration::now_ms;
 use crate::store::Action;
 use crate::work::{INLINE_BYTES, same_spec};
-use crate::work_spec::{digest, validate_configs, validate_manifests};
+use crate::work_spec::{validate_configs, validate_manifests};
+use fleetbus_schema::manifests::{canonical, digest_bytes};
 
 /// Rows of `ClusterRollout` a `workset.get` reply carries at most.
 const MAX_ROWS: usize = 1000;
@@ -63,7 +64,7 @@ impl PlacementService {
         }
         let template = requested.template.clone().unwrap_or_default();
         validate_configs(&template.manifest_configs)?;
-        let encoded: Bytes = if request.upload_id.is_empty() {
+        let uploaded: Bytes = if request.upload_id.is_empty() {
             request.manifests.unwrap_or_default().encode_to_vec().into()
         } else {
             self.works
@@ -71,9 +72,12 @@ impl PlacementService {
                 .take_upload(caller, &request.upload_id, request.upload_chunks)
                 .await?
         };
-        let manifests = validate_manifests(&encoded)?;
+        let manifests = validate_manifests(&uploaded)?;
+        // Stored, sent and hashed in canonical form, as single works are (`work.rs`).
+        let encoded: Bytes = canonical(&manifests).into();
+        drop(uploaded);
         let inline = encoded.len() <= INLINE_BYTES;
-        let sum = digest(&encoded);
+        let sum = digest_bytes(&encoded);
         let template = ManifestWork {
             name: name.clone(),
             delete_option: template.delete_option,

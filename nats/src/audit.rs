@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use fleetbus_schema::v1::AuditEvent;
-use fleetbus_schema::{ClusterName, DecodeError, Identity, Subjects, decode};
+use fleetbus_schema::{ClusterName, DecodeError, Identity, Subjects, UserName, decode};
 use prost::Message;
 
 /// CloudEvents spec version header.
@@ -144,10 +144,15 @@ pub async fn ensure_stream(
         .map_err(|e| e.to_string())
 }
 
-/// What an auditor identity may publish: read-only use of the audit stream.
-pub fn reader_permissions(subjects: &Subjects) -> Vec<String> {
+/// What an auditor identity may publish: read-only use of the audit stream, and the hub's
+/// endpoints for its own durable subscriptions. Consumer subjects name the consumer, and
+/// JetStream has no owner per consumer, so isolation between auditors rests on names: a durable
+/// subscription's consumer name is a secret only its auditor learns from the hub, and no
+/// auditor may list the stream's consumers (`CONSUMER.LIST`, `CONSUMER.NAMES`).
+pub fn reader_permissions(subjects: &Subjects, auditor: &UserName) -> Vec<String> {
     let s = subjects.audit_stream();
     vec![
+        subjects.auditor_api_all(auditor),
         "$JS.API.INFO".into(),
         format!("$JS.API.STREAM.INFO.{s}"),
         format!("$JS.API.CONSUMER.CREATE.{s}"),
@@ -205,7 +210,14 @@ mod tests {
 
     #[test]
     fn readers_cannot_delete_or_purge() {
-        for p in reader_permissions(&Subjects::default()) {
+        let audit = UserName::new("audit").unwrap();
+        let permissions = reader_permissions(&Subjects::default(), &audit);
+        assert_eq!(permissions[0], "fleet.auditors.audit.>");
+        for p in permissions {
+            assert!(
+                !p.contains("CONSUMER.LIST") && !p.contains("CONSUMER.NAMES"),
+                "{p}"
+            );
             assert!(
                 !p.contains("DELETE.fleet-audit.") || p.starts_with("$JS.API.CONSUMER.DELETE"),
                 "{p}"

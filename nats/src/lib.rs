@@ -17,6 +17,7 @@ pub mod permissions;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod refusals;
 pub mod request_id;
 pub mod rpc;
 pub mod server;

@@ -8,7 +8,8 @@
 //! leaf may send in, what it may receive), so a spoke behind a leaf node reaches exactly what it
 //! would reach directly. Everyone else connects only as a client.
 
-use fleetbus_schema::{ClusterName, Identity, Subjects};
+use fleetbus_schema::service::discovery_subjects;
+use fleetbus_schema::{ClusterName, Discovery, Identity, Subjects};
 
 use crate::jwt::{LEAFNODE, Permissions, STANDARD};
 
@@ -48,7 +49,7 @@ pub fn permissions_for(
     proxy: &ProxyAccess,
 ) -> Permissions {
     let own_inbox = subjects.inbox_all(identity);
-    match identity {
+    let mut permissions = match identity {
         Identity::Hub => Permissions {
             publish: vec![">".into()],
             subscribe: vec![">".into()],
@@ -92,12 +93,28 @@ pub fn permissions_for(
                 connection_types: vec![STANDARD],
             }
         }
-        Identity::Auditor(_) => Permissions {
-            publish: crate::audit::reader_permissions(subjects),
+        Identity::Auditor(auditor) => Permissions {
+            publish: crate::audit::reader_permissions(subjects, auditor),
             subscribe: vec![own_inbox],
             connection_types: vec![STANDARD],
         },
-    }
+    };
+    permissions.publish.extend(discovery(identity, proxy));
+    permissions
+}
+
+/// The NATS micro discovery requests (`$SRV.…`) an identity may send. Admins (the users the
+/// hub gives [`ProxyAccess::All`]) operate the hub: PING, INFO and STATS. Other users and
+/// auditors get PING and INFO, which say only what the published contract says; STATS carries
+/// every caller's request counts and last error text. Spokes and bootstrap get none (the hub
+/// already has `>`).
+fn discovery(identity: &Identity, proxy: &ProxyAccess) -> Vec<String> {
+    let verbs: &[Discovery] = match identity {
+        Identity::User(_) if *proxy == ProxyAccess::All => &Discovery::ALL,
+        Identity::User(_) | Identity::Auditor(_) => &[Discovery::Ping, Discovery::Info],
+        Identity::Hub | Identity::Bootstrap | Identity::Spoke(_) => &[],
+    };
+    verbs.iter().flat_map(|v| discovery_subjects(*v)).collect()
 }
 
 #[cfg(test)]
@@ -151,6 +168,52 @@ mod tests {
     }
 
     #[test]
+    fn discovery_is_for_users_and_auditors_and_stats_for_admins() {
+        let s = Subjects::default();
+        let alice = Identity::User(UserName::new("alice").unwrap());
+        let auditor = Identity::Auditor(UserName::new("audit").unwrap());
+        let spoke = Identity::Spoke(ClusterName::new("c1").unwrap());
+        let srv = |p: &Permissions| -> Vec<String> {
+            p.publish
+                .iter()
+                .filter(|s| s.starts_with("$SRV."))
+                .cloned()
+                .collect()
+        };
+        let admin = srv(&permissions_for(&alice, &s, &ProxyAccess::All));
+        assert_eq!(admin.len(), 9);
+        assert!(admin.contains(&"$SRV.STATS.fleetbus-hub".to_owned()));
+        for (id, access) in [
+            (&alice, ProxyAccess::None),
+            (
+                &alice,
+                ProxyAccess::Clusters(vec![ClusterName::new("c1").unwrap()]),
+            ),
+            (&auditor, ProxyAccess::None),
+        ] {
+            let got = srv(&permissions_for(id, &s, &access));
+            assert_eq!(
+                got,
+                [
+                    "$SRV.PING",
+                    "$SRV.PING.fleetbus-hub",
+                    "$SRV.PING.fleetbus-hub.*",
+                    "$SRV.INFO",
+                    "$SRV.INFO.fleetbus-hub",
+                    "$SRV.INFO.fleetbus-hub.*"
+                ],
+                "{id}"
+            );
+        }
+        for id in [spoke, Identity::Bootstrap] {
+            assert!(
+                srv(&permissions_for(&id, &s, &ProxyAccess::All)).is_empty(),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
     fn bootstrap_may_only_join() {
         let p = permissions_for(
             &Identity::Bootstrap,
@@ -165,13 +228,20 @@ mod tests {
     fn user_gets_own_api_subjects() {
         let alice = Identity::User(UserName::new("alice").unwrap());
         let p = permissions_for(&alice, &Subjects::default(), &ProxyAccess::None);
-        assert_eq!(p.publish, ["fleet.api.alice.>"]);
+        assert_eq!(p.publish[0], "fleet.api.alice.>");
+        assert_eq!(p.publish[1..], discovery(&alice, &ProxyAccess::None));
         assert_eq!(p.subscribe, ["_INBOX.fleet.user.alice.>"]);
         let granted = ProxyAccess::Clusters(vec![ClusterName::new("c1").unwrap()]);
         let p = permissions_for(&alice, &Subjects::default(), &granted);
-        assert_eq!(p.publish, ["fleet.api.alice.>", "fleet.kapi.c1.alice.>"]);
+        assert_eq!(
+            p.publish[..2],
+            ["fleet.api.alice.>", "fleet.kapi.c1.alice.>"]
+        );
         let p = permissions_for(&alice, &Subjects::default(), &ProxyAccess::All);
-        assert_eq!(p.publish, ["fleet.api.alice.>", "fleet.kapi.*.alice.>"]);
+        assert_eq!(
+            p.publish[..2],
+            ["fleet.api.alice.>", "fleet.kapi.*.alice.>"]
+        );
     }
 
     #[test]
@@ -184,9 +254,14 @@ mod tests {
         ] {
             let p = permissions_for(&id, &s, &ProxyAccess::None);
             for subject in p.publish.iter().chain(&p.subscribe) {
-                // The one wildcard: a spoke may emit any kind of audit event about itself.
+                // The wildcards: a spoke may emit any kind of audit event about itself; a
+                // discovery request may name any instance of the hub service.
                 let own_audit = subject == "fleet.audit.*.c";
-                assert!(own_audit || !subject.contains('*'), "{id}: {subject}");
+                let instance = subject.starts_with("$SRV.") && subject.ends_with(".fleetbus-hub.*");
+                assert!(
+                    own_audit || instance || !subject.contains('*'),
+                    "{id}: {subject}"
+                );
                 assert_ne!(subject, ">");
             }
         }

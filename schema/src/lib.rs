@@ -12,6 +12,7 @@ pub mod identity;
 pub mod manifests;
 pub mod names;
 pub mod request_id;
+pub mod service;
 pub mod subjects;
 pub mod tunnel;
 
@@ -25,4 +26,5 @@ pub use codec::{DecodeError, decode};
 pub use identity::{Identity, IdentityError};
 pub use names::{ClusterName, NameError, UserName};
 pub use request_id::RequestId;
+pub use service::{AuditorEndpoint, Discovery, HUB_SERVICE};
 pub use subjects::{ApiEndpoint, HubTopic, Subjects};

@@ -134,7 +134,24 @@ impl Fleet {
 
     /// Runs a `fleetbus` command as `user`.
     pub async fn cli_as(&self, user: &str, args: &[&str]) -> anyhow::Result<String> {
-        let flags = self.flags_for(user)?;
+        self.cli_with(self.flags_for(user)?, args).await
+    }
+
+    /// Runs a `fleetbus` command as the auditor `name`.
+    pub async fn cli_as_auditor(&self, name: &str, args: &[&str]) -> anyhow::Result<String> {
+        let tls = self
+            .nats
+            .tls_for(&Identity::Auditor(UserName::new(name)?))?;
+        let flags = HubFlags {
+            cert: tls.cert,
+            key: tls.key,
+            ..self.flags_for("admin")?
+        };
+        self.cli_with(flags, args).await
+    }
+
+    /// Runs a `fleetbus` command with `flags`.
+    pub async fn cli_with(&self, flags: HubFlags, args: &[&str]) -> anyhow::Result<String> {
         let mut argv: Vec<String> = vec!["fleetbus".into()];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         argv.extend([

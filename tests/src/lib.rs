@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod forward;
 pub mod nats_env;
 pub mod placement;
+pub mod python;
 pub mod scale;
 pub mod wait;
 pub mod works;

@@ -11,6 +11,7 @@ use fleetbus_schema::v1::AuditEvent;
 use fleetbus_schema::{ClusterName, Identity, UserName};
 use fleetbus_tests::audit::events;
 use fleetbus_tests::{Fleet, eventually};
+use prost::Message;
 
 /// Every event in the stream, read as an auditor with nothing but async-nats and the schema.
 fn count(events: &[(String, AuditEvent)], ce_type: &str) -> usize {
