@@ -18,6 +18,8 @@ REQUESTS = {
     "work.list": lambda a: pb.WorkListRequest(cluster=a.cluster),
     "msa.list": lambda a: pb.MsaListRequest(cluster=a.cluster),
     "clusters.list": lambda a: pb.ListClustersRequest(limit=100),
+    "placements.get": lambda a: pb.ObjectRef(name=a.placement),
+    "worksets.get": lambda a: pb.ObjectRef(name=a.workset),
 }
 
 
@@ -54,4 +56,6 @@ if __name__ == "__main__":
     parser.add_argument("--cluster", default="")
     parser.add_argument("--msa", default="")
     parser.add_argument("--work", default="")
+    parser.add_argument("--placement", default="")
+    parser.add_argument("--workset", default="")
     main(run(parser.parse_args()))
