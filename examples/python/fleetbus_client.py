@@ -17,6 +17,7 @@ time out. `connect()` sets the inbox prefix and turns such refusals into errors 
 
 import asyncio
 import atexit
+import importlib
 import os
 import shutil
 import ssl
@@ -46,6 +47,9 @@ def _compile_protos():
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed on {proto_root}")
     sys.path.insert(0, out)
+    # Every generated module, so every message of the contract is in the descriptor pool.
+    for file in files:
+        importlib.import_module(f"fleetbus.v1.{Path(file).stem}_pb2")
 
 
 _compile_protos()

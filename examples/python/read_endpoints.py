@@ -18,8 +18,8 @@ REQUESTS = {
     "work.list": lambda a: pb.WorkListRequest(cluster=a.cluster),
     "msa.list": lambda a: pb.MsaListRequest(cluster=a.cluster),
     "clusters.list": lambda a: pb.ListClustersRequest(limit=100),
-    "placements.get": lambda a: pb.ObjectRef(name=a.placement),
-    "worksets.get": lambda a: pb.ObjectRef(name=a.workset),
+    "placements.get": lambda a: message_class("fleetbus.v1.ObjectRef")(name=a.placement),
+    "worksets.get": lambda a: message_class("fleetbus.v1.ObjectRef")(name=a.workset),
 }
 
 
