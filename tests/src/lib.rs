@@ -5,6 +5,8 @@
 
 pub mod fleet;
 pub mod forward;
+pub mod fuzz_input;
+pub mod fuzz_seeds;
 pub mod nats_env;
 pub mod scale;
 pub mod wait;
