@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: provides the real servers (scripts/testenv.sh), then format, lint, TLS
-# backend and the whole test suite on real nats-server and kube-apiserver.
+# backend, the whole test suite on real nats-server and kube-apiserver, and a short run of
+# every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+# A few seconds per fuzz target (FUZZING.md), so that none can rot.
+echo "== fuzz smoke (scripts/fuzz-smoke.sh)"
+scripts/fuzz-smoke.sh
 # Reached only when every test above passed (set -e); its failure fails the test command.
 echo "== docker compose (scripts/compose-test.sh)"
 scripts/compose-test.sh

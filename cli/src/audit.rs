@@ -218,7 +218,8 @@ pub(crate) fn write_event(
     }
 }
 
-fn text_line(read: &audit::ReadEvent) -> String {
+/// One event as `audit tail` prints it.
+pub fn text_line(read: &audit::ReadEvent) -> String {
     let e = &read.event;
     let cluster = if e.cluster.is_empty() {
         "-"
@@ -249,7 +250,8 @@ fn text_line(read: &audit::ReadEvent) -> String {
     line
 }
 
-fn json_line(read: &audit::ReadEvent) -> serde_json::Value {
+/// One event as `audit tail -o json` prints it.
+pub fn json_line(read: &audit::ReadEvent) -> serde_json::Value {
     let e = &read.event;
     serde_json::json!({
         "id": read.id, "type": read.ce_type, "source": read.source, "time": audit::rfc3339(e.time_ms),

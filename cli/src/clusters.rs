@@ -43,7 +43,8 @@ pub async fn get(hub: &HubFlags, output: Output, out: &mut impl Write) -> anyhow
     Ok(())
 }
 
-fn row(c: &Cluster, now: i64) -> Vec<String> {
+/// One table row.
+pub fn row(c: &Cluster, now: i64) -> Vec<String> {
     let claims = c.claims.clone().unwrap_or_default();
     let mut labels: Vec<String> = claims
         .labels
@@ -86,7 +87,7 @@ fn status(s: ConditionStatus) -> &'static str {
 }
 
 /// OCM ManagedCluster-shaped objects, so `-o yaml` reads like `kubectl get managedcluster`.
-fn as_list(list: &ClusterList) -> Value {
+pub fn as_list(list: &ClusterList) -> Value {
     let items: Vec<Value> = list
         .items
         .iter()

@@ -46,7 +46,8 @@ pub fn read_rules(path: &Path) -> anyhow::Result<Vec<PolicyRule>> {
     parse_rules(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn parse_rules(text: &str) -> anyhow::Result<Vec<PolicyRule>> {
+/// Parses rules from `text` (the contents of `rules.yaml`).
+pub fn parse_rules(text: &str) -> anyhow::Result<Vec<PolicyRule>> {
     let rules = match serde_yaml::from_str::<RulesYaml>(text) {
         Ok(RulesYaml::List(rules) | RulesYaml::Role { rules }) => rules,
         Err(_) => {
@@ -154,7 +155,7 @@ pub async fn get(
 }
 
 /// OCM ManagedServiceAccount-shaped objects.
-fn as_list(items: &[&ManagedServiceAccount]) -> Value {
+pub fn as_list(items: &[&ManagedServiceAccount]) -> Value {
     let items: Vec<Value> = items
         .iter()
         .map(|m| {

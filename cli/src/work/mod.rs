@@ -146,7 +146,7 @@ fn find<'a>(conditions: &'a [Condition], kind: &str) -> Option<&'a Condition> {
 }
 
 /// Where a work stands, in one line.
-fn progress(w: &ManifestWork) -> String {
+pub fn progress(w: &ManifestWork) -> String {
     let status = w.status.clone().unwrap_or_default();
     if status.reported_ms == 0 || status.observed_generation < w.generation {
         return format!(
