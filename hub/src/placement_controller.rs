@@ -415,7 +415,12 @@ impl Controller {
                 if !claimed.insert(c.as_str()) {
                     continue;
                 }
-                let st = match self.blocked.get(&(set.name.clone(), c.clone())) {
+                let blocked = if self.blocked.is_empty() {
+                    None
+                } else {
+                    self.blocked.get(&(set.name.clone(), c.clone()))
+                };
+                let st = match blocked {
                     Some(why) => State::Failed(why.clone()),
                     None => state(
                         observed.get(c),
@@ -424,14 +429,8 @@ impl Controller {
                         now,
                     ),
                 };
-                let soaking = self.soaking(
-                    &set.name,
-                    c,
-                    generation,
-                    &st,
-                    strategy.min_success_time_ms,
-                    now,
-                );
+                let min = strategy.min_success_time_ms;
+                let soaking = min > 0 && self.soaking(&set.name, c, generation, &st, min, now);
                 members.push(Member {
                     cluster: c.as_str(),
                     state: st,

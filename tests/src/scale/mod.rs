@@ -313,7 +313,11 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
             cpu,
             latencies,
         );
-        row.note = format!("all {} done {} ms after the request", names.len(), last - sent);
+        row.note = format!(
+            "all {} done {} ms after the request",
+            names.len(),
+            last - sent
+        );
         emit(row, out)?;
     }
 
