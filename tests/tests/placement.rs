@@ -110,6 +110,14 @@ async fn a_placement_follows_labels_sets_and_late_joiners() -> anyhow::Result<()
         (generated.work_set.as_str(), generated.placement.as_str()),
         ("web", "web")
     );
+    let yaml = fleet
+        .cli(&["get", "work", "web", "--cluster", "c3", "-o", "yaml"])
+        .await?;
+    assert!(
+        yaml.contains("work.open-cluster-management.io/manifestworkreplicaset: web")
+            && yaml.contains("work.open-cluster-management.io/placementname: web"),
+        "{yaml}"
+    );
     let refused = fleet
         .cli(&["delete", "work", "web", "--cluster", "c1"])
         .await
