@@ -21,6 +21,7 @@ pub mod page;
 pub mod placement;
 pub mod placement_api;
 pub mod placement_controller;
+pub mod placement_decide;
 pub mod placement_select;
 pub mod placement_spec;
 pub mod registration;
@@ -32,6 +33,7 @@ pub mod work;
 pub mod work_spec;
 pub mod workset;
 pub mod workset_rollout;
+pub mod workset_status;
 pub mod workset_works;
 
 use std::sync::Arc;

@@ -9,23 +9,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use fleetbus_schema::Identity;
-use fleetbus_schema::conditions::set as set_condition;
-use fleetbus_schema::v1::{
-    Acceptance, AuditEvent, ClusterRollout, ConditionStatus, Placement, PlacementStatus, WorkSet,
-    WorkSetPlacementSummary, WorkSetStatus,
-};
+use fleetbus_schema::v1::{AuditEvent, Placement, WorkSet, WorkSetStatus};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster_labels::{claims, cluster_set, effective};
 use crate::placement::PlacementService;
-use crate::placement_select::{Facts, Taint, UNAVAILABLE, UNREACHABLE, decide, groups, satisfied};
 use crate::registration::now_ms;
 use crate::store::Action;
 use crate::work::key;
-use crate::workset_rollout::{
-    Member, Observed, Outcome, State, available_groups, plan, state, summarize,
-};
+use crate::workset_rollout::{Member, Observed, Outcome, State, plan, state};
+use crate::workset_status::{RefView, named, overall, single, status_of};
 use crate::workset_works::Released;
 
 /// Lets a burst of changes land before reconciling.
@@ -39,8 +32,6 @@ const WRITES_IN_FLIGHT: usize = 256;
 /// A generated work whose set is gone is removed only when older than this (another replica
 /// may have created the set a moment ago).
 const ORPHAN_AGE_MS: i64 = 30_000;
-/// Clusters an audit message names at most.
-const NAMED: usize = 10;
 
 /// Follows the fleet until `shutdown`. `grace` is the lease timeout: until it has passed since
 /// the start, a cluster not heard from yet keeps whatever decisions it had.
@@ -84,29 +75,20 @@ async fn changed(signals: &mut [tokio::sync::watch::Receiver<u64>]) {
     let _ = futures::future::select_all(waits).await;
 }
 
-struct Controller {
-    service: PlacementService,
-    grace: Duration,
-    started: Instant,
+pub(crate) struct Controller {
+    pub(crate) service: PlacementService,
+    pub(crate) grace: Duration,
+    pub(crate) started: Instant,
     /// Decision inputs last decided on, and when.
-    decided: Option<(u64, Instant)>,
+    pub(crate) decided: Option<(u64, Instant)>,
     /// Taint per cluster and when this hub first saw it.
-    taints: HashMap<String, (&'static str, i64)>,
+    pub(crate) taints: HashMap<String, (&'static str, i64)>,
     /// (set, cluster) → (generation, first seen succeeded), for minSuccessTime.
     soak: HashMap<(String, String), (i64, i64)>,
     /// (set, cluster) → why its work cannot be written (a work of the same name not from the set).
     blocked: HashMap<(String, String), String>,
     /// set → (generation, outcome) last reported, to audit transitions once.
     outcomes: HashMap<String, (i64, &'static str)>,
-}
-
-/// One placement ref's share of a set's rollout.
-struct RefView {
-    name: String,
-    found: bool,
-    groups: Vec<fleetbus_schema::v1::DecisionGroup>,
-    states: Vec<(String, State)>,
-    outcome: Outcome,
 }
 
 impl Controller {
@@ -135,173 +117,7 @@ impl Controller {
         self.roll_all(now).await;
     }
 
-    /// What placements look at in every accepted cluster; `None` until the mirror is ready.
-    fn fleet(&mut self, now: i64) -> Option<Vec<Facts>> {
-        let availability: HashMap<String, ConditionStatus> = self
-            .service
-            .liveness
-            .availability()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let settling = self.started.elapsed() < self.grace;
-        let mut fleet = self.service.clusters.scan("", |records| {
-            records
-                .filter(|(_, r)| r.acceptance() == Acceptance::Accepted)
-                .map(|(_, r)| Facts {
-                    name: r.name.clone(),
-                    labels: effective(r),
-                    claims: claims(r),
-                    set: cluster_set(r).map(str::to_owned),
-                    taints: Vec::new(),
-                    settled: !settling || availability.contains_key(&r.name),
-                })
-                .collect::<Vec<_>>()
-        })?;
-        for f in &mut fleet {
-            let taint = match availability.get(&f.name) {
-                Some(ConditionStatus::True) => None,
-                Some(ConditionStatus::False) => Some(UNAVAILABLE),
-                _ => Some(UNREACHABLE),
-            };
-            let Some(key) = taint else {
-                self.taints.remove(&f.name);
-                continue;
-            };
-            let seen = self.taints.entry(f.name.clone()).or_insert((key, now));
-            if seen.0 != key {
-                *seen = (key, now);
-            }
-            f.taints.push(Taint {
-                key,
-                effect: "NoSelect",
-                added_ms: seen.1,
-            });
-        }
-        let names: HashSet<&str> = fleet.iter().map(|f| f.name.as_str()).collect();
-        self.taints.retain(|k, _| names.contains(k.as_str()));
-        Some(fleet)
-    }
-
-    async fn decide_all(&mut self, fleet: &[Facts], now: i64) {
-        let by_name: HashMap<&str, &Facts> = fleet.iter().map(|f| (f.name.as_str(), f)).collect();
-        let Some(placements) = self
-            .service
-            .placements
-            .scan("", |all| all.map(|(_, p)| p.clone()).collect::<Vec<_>>())
-        else {
-            return;
-        };
-        for p in placements {
-            let status = p.status.clone().unwrap_or_default();
-            let before: HashSet<&str> = status
-                .decision_groups
-                .iter()
-                .flat_map(|g| g.clusters.iter().map(String::as_str))
-                .collect();
-            let decision = decide(&p, fleet, &before, now);
-            let decided = groups(&p, &decision.clusters, |c| {
-                by_name.get(c).map(|f| &f.labels)
-            });
-            let mut conditions = status.conditions.clone();
-            let (ok, reason, message) = satisfied(&p, &decision);
-            set_condition(
-                &mut conditions,
-                "PlacementSatisfied",
-                ok,
-                reason,
-                &message,
-                now,
-            );
-            set_condition(
-                &mut conditions,
-                "PlacementMisconfigured",
-                ConditionStatus::False,
-                "Succeedconfigured",
-                "Placement configurations check pass",
-                now,
-            );
-            let moved = decided != status.decision_groups;
-            let next = PlacementStatus {
-                number_of_selected_clusters: decision.clusters.len() as i32,
-                decision_groups: decided,
-                conditions,
-                decided_ms: if moved { now } else { status.decided_ms },
-            };
-            if next == status {
-                continue;
-            }
-            let added: Vec<&str> = decision
-                .clusters
-                .iter()
-                .map(String::as_str)
-                .filter(|c| !before.contains(c))
-                .collect();
-            let kept: HashSet<&str> = decision.clusters.iter().map(String::as_str).collect();
-            let mut removed: Vec<&str> = before.difference(&kept).copied().collect();
-            removed.sort();
-            match self.write_placement(&p, next).await {
-                Ok(true) if moved => {
-                    self.audit_decision(&p.name, decision.clusters.len(), &added, &removed)
-                        .await;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(placement = %p.name, error = %e, "could not store decisions")
-                }
-            }
-        }
-    }
-
-    async fn write_placement(
-        &self,
-        p: &Placement,
-        next: PlacementStatus,
-    ) -> Result<bool, crate::error::ApiError> {
-        self.service
-            .placements
-            .update(&p.name, |current| {
-                let Some(mut current) = current else {
-                    return Ok((Action::Keep, false));
-                };
-                // A newer spec is decided on the next round.
-                if current.generation != p.generation || current.status.as_ref() == Some(&next) {
-                    return Ok((Action::Keep, false));
-                }
-                current.status = Some(next.clone());
-                Ok::<_, crate::error::ApiError>((Action::Put(Box::new(current)), true))
-            })
-            .await
-    }
-
-    async fn audit_decision(
-        &self,
-        placement: &str,
-        selected: usize,
-        added: &[&str],
-        removed: &[&str],
-    ) {
-        let cluster = match (added, removed) {
-            ([one], []) | ([], [one]) => (*one).to_owned(),
-            _ => String::new(),
-        };
-        let changes: Vec<String> = added
-            .iter()
-            .map(|c| format!("+{c}"))
-            .chain(removed.iter().map(|c| format!("-{c}")))
-            .collect();
-        self.emit(AuditEvent {
-            cluster,
-            kind: "placement".into(),
-            action: "decide".into(),
-            object: format!("placement/{placement}"),
-            message: format!("{selected} clusters selected: {}", named(&changes)),
-            ..Default::default()
-        })
-        .await;
-    }
-
-    async fn emit(&self, mut event: AuditEvent) {
+    pub(crate) async fn emit(&self, mut event: AuditEvent) {
         event.actor = Identity::Hub.to_string();
         if event.outcome.is_empty() {
             event.outcome = "success".into();
@@ -415,7 +231,12 @@ impl Controller {
                 if !claimed.insert(c.as_str()) {
                     continue;
                 }
-                let st = match self.blocked.get(&(set.name.clone(), c.clone())) {
+                let blocked = if self.blocked.is_empty() {
+                    None
+                } else {
+                    self.blocked.get(&(set.name.clone(), c.clone()))
+                };
+                let st = match blocked {
                     Some(why) => State::Failed(why.clone()),
                     None => state(
                         observed.get(c),
@@ -424,14 +245,8 @@ impl Controller {
                         now,
                     ),
                 };
-                let soaking = self.soaking(
-                    &set.name,
-                    c,
-                    generation,
-                    &st,
-                    strategy.min_success_time_ms,
-                    now,
-                );
+                let min = strategy.min_success_time_ms;
+                let soaking = min > 0 && self.soaking(&set.name, c, generation, &st, min, now);
                 members.push(Member {
                     cluster: c.as_str(),
                     state: st,
@@ -655,237 +470,5 @@ impl Controller {
             ..Default::default()
         })
         .await;
-    }
-}
-
-fn overall(views: &[RefView]) -> Outcome {
-    if let Some(why) = views.iter().find_map(|v| match &v.outcome {
-        Outcome::Stopped(why) => Some(why.clone()),
-        _ => None,
-    }) {
-        return Outcome::Stopped(why);
-    }
-    let selected = views.iter().any(|v| !v.states.is_empty());
-    if selected
-        && views
-            .iter()
-            .all(|v| v.outcome == Outcome::Complete || v.states.is_empty())
-    {
-        Outcome::Complete
-    } else {
-        Outcome::Progressing
-    }
-}
-
-/// The set's status from its placement refs' views.
-fn status_of(
-    set: &WorkSet,
-    observed: &HashMap<String, Observed>,
-    views: &[RefView],
-    errors: &[String],
-    now: i64,
-) -> WorkSetStatus {
-    let generation = set.generation;
-    let failed = |v: &RefView| {
-        v.states
-            .iter()
-            .filter(|(_, s)| matches!(s, State::Failed(_) | State::TimeOut))
-            .count()
-    };
-    let selected: usize = views.iter().map(|v| v.states.len()).sum();
-    let summary = summarize(
-        observed.values(),
-        generation,
-        selected,
-        views.iter().map(failed).sum(),
-    );
-    let placement_summary = views
-        .iter()
-        .map(|v| {
-            let mine: Vec<&Observed> = v
-                .states
-                .iter()
-                .filter_map(|(c, _)| observed.get(c))
-                .collect();
-            let s = summarize(mine.into_iter(), generation, v.states.len(), failed(v));
-            let succeeded: HashSet<&str> = v
-                .states
-                .iter()
-                .filter(|(_, st)| *st == State::Succeeded)
-                .map(|(c, _)| c.as_str())
-                .collect();
-            WorkSetPlacementSummary {
-                name: v.name.clone(),
-                available_decision_groups: available_groups(
-                    &v.groups,
-                    &succeeded,
-                    s.applied as usize,
-                ),
-                summary: Some(s),
-            }
-        })
-        .collect();
-    let mut conditions = set.status.clone().unwrap_or_default().conditions;
-    let missing: Vec<&str> = views
-        .iter()
-        .filter(|v| !v.found)
-        .map(|v| v.name.as_str())
-        .collect();
-    let refs: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
-    let (status, reason, message) = if !missing.is_empty() {
-        (
-            ConditionStatus::False,
-            "PlacementDecisionNotFound",
-            format!("placement {} not found", missing.join(", ")),
-        )
-    } else if selected == 0 {
-        (
-            ConditionStatus::False,
-            "PlacementDecisionEmpty",
-            format!("placement {} selects no cluster", refs.join(", ")),
-        )
-    } else {
-        (ConditionStatus::True, "AsExpected", String::new())
-    };
-    set_condition(
-        &mut conditions,
-        "PlacementVerified",
-        status,
-        reason,
-        &message,
-        now,
-    );
-    let succeeded = views
-        .iter()
-        .flat_map(|v| v.states.iter())
-        .filter(|(_, s)| *s == State::Succeeded)
-        .count();
-    let (status, reason, message) = match overall(views) {
-        Outcome::Complete => {
-            let failures = summary.failed;
-            let tail = if failures > 0 {
-                format!("; {failures} failed within maxFailures")
-            } else {
-                String::new()
-            };
-            (
-                ConditionStatus::True,
-                "Complete",
-                format!(
-                    "generation {generation} rolled out to {succeeded} of {selected} clusters{tail}"
-                ),
-            )
-        }
-        Outcome::Stopped(why) => (ConditionStatus::False, "Failed", why),
-        Outcome::Progressing => (
-            ConditionStatus::False,
-            "Progressing",
-            format!("{succeeded} of {selected} clusters succeeded at generation {generation}"),
-        ),
-    };
-    set_condition(
-        &mut conditions,
-        "PlacementRolledOut",
-        status,
-        reason,
-        &message,
-        now,
-    );
-    let (status, reason, message) = match errors.first() {
-        Some(first) => (
-            ConditionStatus::False,
-            "NotAsExpected",
-            format!("{} works could not be written: {first}", errors.len()),
-        ),
-        None => (ConditionStatus::True, "AsExpected", String::new()),
-    };
-    set_condition(
-        &mut conditions,
-        "ManifestworkApplied",
-        status,
-        reason,
-        &message,
-        now,
-    );
-    WorkSetStatus {
-        summary: Some(summary),
-        placement_summary,
-        conditions,
-        observed_generation: generation,
-    }
-}
-
-/// The rollout per selected cluster, as the API shows it (from the mirror, now).
-pub fn rollout_rows(service: &PlacementService, set: &WorkSet, now: i64) -> Vec<ClusterRollout> {
-    let mut claimed: HashSet<String> = HashSet::new();
-    let mut rows = Vec::new();
-    for r in &set.placement_refs {
-        let deadline = r
-            .rollout_strategy
-            .as_ref()
-            .map_or(0, |s| s.progress_deadline_ms);
-        let Some(Some(p)) = service.placements.peek(&r.name, |p| p.cloned()) else {
-            continue;
-        };
-        for g in p.status.unwrap_or_default().decision_groups {
-            for c in g.clusters {
-                if !claimed.insert(c.clone()) {
-                    continue;
-                }
-                let found = service
-                    .works
-                    .works
-                    .peek(&key(&c, &set.name), |w| {
-                        w.map(|w| (w.work_set == set.name, Observed::of(w)))
-                    })
-                    .flatten();
-                let (o, foreign) = match found {
-                    Some((true, o)) => (Some(o), false),
-                    Some((false, _)) => (None, true),
-                    None => (None, false),
-                };
-                let st = if foreign {
-                    State::Failed(format!(
-                        "cluster {c} already has a work named {} that this ManifestWorkReplicaSet did not create",
-                        set.name
-                    ))
-                } else {
-                    state(o.as_ref(), set.generation, deadline, now)
-                };
-                let message = match &st {
-                    State::Failed(why) => why.clone(),
-                    State::TimeOut => "progressDeadline exceeded".into(),
-                    _ => String::new(),
-                };
-                rows.push(ClusterRollout {
-                    cluster: c,
-                    placement: r.name.clone(),
-                    group_index: g.index,
-                    status: st.name().into(),
-                    generation: o.as_ref().map_or(0, |o| o.set_generation),
-                    released_ms: o.as_ref().map_or(0, |o| o.released_ms),
-                    message,
-                });
-            }
-        }
-    }
-    rows
-}
-
-fn single(clusters: &[String]) -> String {
-    match clusters {
-        [one] => one.clone(),
-        _ => String::new(),
-    }
-}
-
-/// `a, b, c` or `a, b, … (+8 more)`.
-fn named(items: &[impl AsRef<str>]) -> String {
-    let shown: Vec<&str> = items.iter().take(NAMED).map(AsRef::as_ref).collect();
-    let more = items.len().saturating_sub(NAMED);
-    if more > 0 {
-        format!("{}, … (+{more} more)", shown.join(", "))
-    } else {
-        shown.join(", ")
     }
 }

@@ -363,6 +363,17 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         Err(StoreError::Contended(key.to_owned()).into())
     }
 
+    /// Writes `value` at `key` unless the key exists: one round trip where [`Bucket::update`]
+    /// needs two, for writers that expect the key to be new. Returns whether it wrote.
+    pub async fn create(&self, key: &str, value: &M) -> Result<bool, StoreError> {
+        let Some(rev) = self.put(key, value, 0).await? else {
+            return Ok(false);
+        };
+        write(&self.cache).apply(key, rev, Some(value.clone()));
+        self.changes.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
     /// The new revision, or `None` when `revision` is no longer the latest.
     async fn put(&self, key: &str, value: &M, revision: u64) -> Result<Option<u64>, StoreError> {
         let value = Bytes::from(value.encode_to_vec());

@@ -150,7 +150,7 @@ impl PlacementService {
             .get(name)
             .await?
             .ok_or_else(|| not_found("ManifestWorkReplicaSet", name))?;
-        let mut rows = crate::placement_controller::rollout_rows(self, &set, now_ms());
+        let mut rows = crate::workset_status::rollout_rows(self, &set, now_ms());
         rows.sort_by_key(|r| {
             let rank = match r.status.as_str() {
                 "Failed" | "TimeOut" => 0,

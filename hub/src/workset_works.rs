@@ -50,9 +50,23 @@ impl WorkService {
             updated_ms: now_ms,
             ..Default::default()
         };
+        let k = key(cluster, &set.name);
+        // Most releases are of clusters the mirror says have no such work: create directly.
+        if self.works.peek(&k, |w| w.is_none()) == Some(true) {
+            let fresh = ManifestWork {
+                generation: 1,
+                created_ms: now_ms,
+                status: Some(WorkStatus::default()),
+                ..wanted.clone()
+            };
+            if self.works.create(&k, &fresh).await? {
+                self.notify(&cluster_name).await;
+                return Ok(Released::Written);
+            }
+        }
         let released = self
             .works
-            .update(key(cluster, &set.name), |current| {
+            .update(&k, |current| {
                 let mut next = wanted.clone();
                 match current {
                     None => {

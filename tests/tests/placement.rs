@@ -85,6 +85,21 @@ async fn a_placement_follows_labels_sets_and_late_joiners() -> anyhow::Result<()
         assert!(yaml.contains(want), "{want} missing from\n{yaml}");
     }
 
+    // Claims: simulated clusters claim the simulator's Kubernetes version.
+    fleet
+        .cli(&[
+            "create",
+            "placement",
+            "real",
+            "--claim-selector",
+            "kubeversion.open-cluster-management.io notin (v1.33.0-fleetbus-sim)",
+        ])
+        .await?;
+    eventually("the real clusters selected by claim", WAIT, || async {
+        (decisions(&fleet, "real").await.ok()? == ["c1", "c2"]).then_some(())
+    })
+    .await?;
+
     let v1 = file(&fleet, "web", &config_map("default", "v1"))?;
     let out = fleet
         .cli(&[
@@ -109,6 +124,14 @@ async fn a_placement_follows_labels_sets_and_late_joiners() -> anyhow::Result<()
     assert_eq!(
         (generated.work_set.as_str(), generated.placement.as_str()),
         ("web", "web")
+    );
+    let yaml = fleet
+        .cli(&["get", "work", "web", "--cluster", "c3", "-o", "yaml"])
+        .await?;
+    assert!(
+        yaml.contains("work.open-cluster-management.io/manifestworkreplicaset: web")
+            && yaml.contains("work.open-cluster-management.io/placementname: web"),
+        "{yaml}"
     );
     let refused = fleet
         .cli(&["delete", "work", "web", "--cluster", "c1"])

@@ -111,6 +111,10 @@ pub fn work(w: &ManifestWork) -> Value {
         "metadata": {
             "name": w.name,
             "namespace": w.cluster,
+            "labels": (!w.work_set.is_empty()).then(|| json!({
+                "work.open-cluster-management.io/manifestworkreplicaset": w.work_set,
+                "work.open-cluster-management.io/placementname": w.placement,
+            })),
             "generation": w.generation,
             "creationTimestamp": timestamp(w.created_ms),
             "deletionTimestamp": timestamp(w.deletion_ms),

@@ -10,6 +10,7 @@ mod hub_process;
 pub mod procfs;
 pub mod stats;
 mod steps;
+mod workset;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -149,6 +150,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
     let events = observer
         .subscribe(format!("{}.audit.work.>", fleet.nats.subjects.prefix()))
         .await?;
+    let mut rollouts = observer
+        .subscribe(fleet.nats.subjects.audit_filter(Some("workset"), None))
+        .await?;
     let probing = CancellationToken::new();
     let prober = tokio::spawn(probe_api(admin.clone(), probing.clone()));
     let mut rows = Vec::new();
@@ -263,6 +267,56 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<Repo
             "all {} done {} ms after the first request",
             names.len(),
             last - first
+        );
+        emit(row, out)?;
+    }
+
+    // One ManifestWorkReplicaSet over a placement of every cluster: All, then Progressive.
+    let cpu = meter.cpu();
+    let decided = workset::place_all(&admin, "bench", names.len(), options.timeout).await?;
+    emit(
+        meter.row(
+            "placement over every cluster: create → decided",
+            names.len(),
+            cpu,
+            vec![decided],
+        ),
+        out,
+    )?;
+    for (scenario, set, strategy) in [
+        (
+            "work set All: create → Applied on every cluster",
+            "bench-all",
+            fleetbus_schema::v1::RolloutStrategy::default(),
+        ),
+        (
+            "work set Progressive 10%: create → Applied",
+            "bench-wave",
+            workset::progressive("10%"),
+        ),
+    ] {
+        let cpu = meter.cpu();
+        let sent = workset::create_set(&admin, set, "bench", strategy).await?;
+        let (latencies, last) =
+            workset::reports(&mut events, &names, sent, Step::Create, options.timeout).await?;
+        let waves = workset::waves(&mut rollouts, set).await;
+        let mut row = meter.row(scenario, names.len(), cpu, latencies);
+        row.note = workset::describe_waves(&waves, sent, last);
+        emit(row, out)?;
+        let cpu = meter.cpu();
+        let sent = workset::delete_set(&admin, set).await?;
+        let (latencies, last) =
+            workset::reports(&mut events, &names, sent, Step::Delete, options.timeout).await?;
+        let mut row = meter.row(
+            "work set delete → resources gone everywhere",
+            names.len(),
+            cpu,
+            latencies,
+        );
+        row.note = format!(
+            "all {} done {} ms after the request",
+            names.len(),
+            last - sent
         );
         emit(row, out)?;
     }
