@@ -141,7 +141,7 @@ provide_images() {
 }
 
 provide_node() {
-  apt_install containerd containernetworking-plugins busybox-static iproute2 iptables gcc libc6-dev
+  apt_install containerd containernetworking-plugins busybox-static iproute2 iptables gcc libc6-dev tmux
   provide_images
 }
 

@@ -90,6 +90,11 @@ impl HubClient {
         &self.client
     }
 
+    /// The user this client is (from its certificate).
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
     /// The fleet's subjects.
     pub fn subjects(&self) -> &Subjects {
         &self.subjects

@@ -81,9 +81,10 @@ pub fn permissions_for(
             let mut publish = vec![subjects.api_user_all(user)];
             match proxy {
                 ProxyAccess::None => {}
-                ProxyAccess::All => publish.push(subjects.kapi_all()),
+                // Only under her own name: the spoke takes the sender from the subject.
+                ProxyAccess::All => publish.push(subjects.kapi_user_everywhere(user)),
                 ProxyAccess::Clusters(clusters) => {
-                    publish.extend(clusters.iter().map(|c| subjects.kapi_cluster_all(c)));
+                    publish.extend(clusters.iter().map(|c| subjects.kapi_user_all(c, user)));
                 }
             }
             Permissions {
@@ -232,9 +233,15 @@ mod tests {
         assert_eq!(p.subscribe, ["_INBOX.fleet.user.alice.>"]);
         let granted = ProxyAccess::Clusters(vec![ClusterName::new("c1").unwrap()]);
         let p = permissions_for(&alice, &Subjects::default(), &granted);
-        assert_eq!(p.publish[..2], ["fleet.api.alice.>", "fleet.kapi.c1.>"]);
+        assert_eq!(
+            p.publish[..2],
+            ["fleet.api.alice.>", "fleet.kapi.c1.alice.>"]
+        );
         let p = permissions_for(&alice, &Subjects::default(), &ProxyAccess::All);
-        assert_eq!(p.publish[..2], ["fleet.api.alice.>", "fleet.kapi.>"]);
+        assert_eq!(
+            p.publish[..2],
+            ["fleet.api.alice.>", "fleet.kapi.*.alice.>"]
+        );
     }
 
     #[test]

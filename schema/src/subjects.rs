@@ -220,29 +220,67 @@ impl Subjects {
         format!("{}.spoke.{cluster}.changed", self.prefix)
     }
 
-    /// Opening a tunneled Kubernetes API request to `cluster` (spoke queue group).
-    pub fn kapi_open(&self, cluster: &ClusterName) -> String {
-        format!("{}.kapi.{cluster}.open", self.prefix)
+    /// `user` opening a tunneled Kubernetes API request to `cluster` (spoke queue group). The
+    /// user's name is in the subject, and nats-server lets each user publish only under her
+    /// own name: the spoke learns who sent a request from the subject, never from the frame.
+    pub fn kapi_open(&self, cluster: &ClusterName, user: &UserName) -> String {
+        format!("{}.kapi.{cluster}.{user}.open", self.prefix)
     }
 
-    /// Client → spoke frames of one stream, served by one spoke replica.
-    pub fn kapi_stream(&self, cluster: &ClusterName, replica: &str, stream: &str) -> String {
-        format!("{}.kapi.{cluster}.s.{replica}.{stream}", self.prefix)
+    /// Every user's open subject on `cluster` (the spoke's queue subscription).
+    pub fn kapi_opens(&self, cluster: &ClusterName) -> String {
+        format!("{}.kapi.{cluster}.*.open", self.prefix)
     }
 
-    /// Everything one spoke replica serves for its streams.
+    /// `user`'s frames of one stream, served by one spoke replica.
+    pub fn kapi_stream(
+        &self,
+        cluster: &ClusterName,
+        user: &UserName,
+        replica: &str,
+        stream: &str,
+    ) -> String {
+        format!("{}.kapi.{cluster}.{user}.s.{replica}.{stream}", self.prefix)
+    }
+
+    /// Everything one spoke replica serves for its streams, from any user.
     pub fn kapi_replica_all(&self, cluster: &ClusterName, replica: &str) -> String {
-        format!("{}.kapi.{cluster}.s.{replica}.>", self.prefix)
+        format!("{}.kapi.{cluster}.*.s.{replica}.>", self.prefix)
     }
 
-    /// Every tunnel subject of `cluster`.
+    /// The user and stream of a stream subject (`kapi_stream`), if it is one.
+    pub fn kapi_stream_parts<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".kapi.")?;
+        let tokens: Vec<&str> = rest.split('.').collect();
+        match tokens[..] {
+            [_cluster, user, "s", _replica, stream] => Some((user, stream)),
+            _ => None,
+        }
+    }
+
+    /// The user of an open subject (`kapi_open`), if it is one.
+    pub fn kapi_open_user(&self, subject: &str) -> Option<UserName> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".kapi.")?;
+        let tokens: Vec<&str> = rest.split('.').collect();
+        match tokens[..] {
+            [_cluster, user, "open"] => UserName::new(user).ok(),
+            _ => None,
+        }
+    }
+
+    /// Every tunnel subject of `cluster` (its spoke subscribes to them).
     pub fn kapi_cluster_all(&self, cluster: &ClusterName) -> String {
         format!("{}.kapi.{cluster}.>", self.prefix)
     }
 
-    /// Every tunnel subject of every cluster (admins).
-    pub fn kapi_all(&self) -> String {
-        format!("{}.kapi.>", self.prefix)
+    /// What `user` may publish to reach `cluster`'s tunnel: her own opens and streams only.
+    pub fn kapi_user_all(&self, cluster: &ClusterName, user: &UserName) -> String {
+        format!("{}.kapi.{cluster}.{user}.>", self.prefix)
+    }
+
+    /// What `user` may publish to reach every cluster's tunnel (admins).
+    pub fn kapi_user_everywhere(&self, user: &UserName) -> String {
+        format!("{}.kapi.*.{user}.>", self.prefix)
     }
 
     /// Every user's inbox (spokes answer tunneled requests there).
@@ -454,17 +492,22 @@ mod tests {
             (s.hub(&c("c1"), HubTopic::Token), "fleet.hub.c1.token"),
             (s.hub(&c("c1"), HubTopic::Sync), "fleet.hub.c1.sync"),
             (s.spoke_changed(&c("c1")), "fleet.spoke.c1.changed"),
-            (s.kapi_open(&c("c1")), "fleet.kapi.c1.open"),
+            (s.kapi_open(&c("c1"), &alice), "fleet.kapi.c1.alice.open"),
+            (s.kapi_opens(&c("c1")), "fleet.kapi.c1.*.open"),
             (s.audit("proxy", Some(&c("c1"))), "fleet.audit.proxy.c1"),
             (s.audit("api", None), "fleet.audit.api._"),
             (s.audit_all(), "fleet.audit.>"),
             (s.audit_filter(None, Some(&c("c1"))), "fleet.audit.*.c1"),
             (s.audit_filter(Some("proxy"), None), "fleet.audit.proxy.*"),
             (s.audit_stream(), "fleet-audit"),
-            (s.kapi_stream(&c("c1"), "r1", "s1"), "fleet.kapi.c1.s.r1.s1"),
-            (s.kapi_replica_all(&c("c1"), "r1"), "fleet.kapi.c1.s.r1.>"),
+            (
+                s.kapi_stream(&c("c1"), &alice, "r1", "s1"),
+                "fleet.kapi.c1.alice.s.r1.s1",
+            ),
+            (s.kapi_replica_all(&c("c1"), "r1"), "fleet.kapi.c1.*.s.r1.>"),
             (s.kapi_cluster_all(&c("c1")), "fleet.kapi.c1.>"),
-            (s.kapi_all(), "fleet.kapi.>"),
+            (s.kapi_user_all(&c("c1"), &alice), "fleet.kapi.c1.alice.>"),
+            (s.kapi_user_everywhere(&alice), "fleet.kapi.*.alice.>"),
             (s.user_inboxes_all(), "_INBOX.fleet.user.>"),
             (
                 s.api(&alice, ApiEndpoint::MsaCreate),
@@ -516,6 +559,21 @@ mod tests {
         );
         assert!(s.inbox_user("_INBOX.t1.spoke.c1.abc").is_none());
         assert!(s.inbox_user("_INBOX.other.user.alice.x").is_none());
+    }
+
+    #[test]
+    fn tunnel_subjects_name_their_sender() {
+        let s = Subjects::default();
+        let alice = UserName::new("alice").unwrap();
+        let open = s.kapi_open(&c("c1"), &alice);
+        assert_eq!(s.kapi_open_user(&open), Some(alice.clone()));
+        assert_eq!(s.kapi_open_user("fleet.kapi.c1.alice.open.x"), None);
+        assert_eq!(s.kapi_open_user("fleet.kapi.c1.open"), None);
+        assert_eq!(s.kapi_open_user("other.kapi.c1.alice.open"), None);
+        let stream = s.kapi_stream(&c("c1"), &alice, "r1", "s1");
+        assert_eq!(s.kapi_stream_parts(&stream), Some(("alice", "s1")));
+        assert_eq!(s.kapi_stream_parts("fleet.kapi.c1.alice.s.r1"), None);
+        assert_eq!(s.kapi_stream_parts("fleet.kapi.c1.alice.x.r1.s1"), None);
     }
 
     #[test]

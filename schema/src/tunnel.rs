@@ -16,8 +16,19 @@
 //!    **cancel** when its caller goes away. The spoke sends keepalives on idle streams too;
 //!    either side ends a stream that has been silent for [`IDLE_TIMEOUT`].
 //!
+//! 4. **Upgrades** (exec, attach, port-forward): an open frame with `Fb-Upgrade` (the
+//!    request's `Upgrade` header, e.g. `SPDY/3.1` or `websocket`) asks the spoke to send the
+//!    request upstream as an HTTP/1.1 upgrade. Any answer but 101 comes back as an ordinary
+//!    response, so kubectl's fallback from WebSocket to SPDY works. After a head with status
+//!    101 (and `Fb-Upgrade` naming the protocol upgraded to), both sides relay raw bytes as
+//!    **data** frames, each direction under its own credit window; **eof** half-closes one
+//!    direction, and the stream ends when both have ended. Either side may send **error**
+//!    (or **cancel**) to end it at once.
+//!
 //! Every frame carries `Fb-Seq`, counting from 0 per direction, so a lost frame is detected
-//! instead of corrupting a body.
+//! instead of corrupting a body. Users publish only under their own name
+//! (`<prefix>.kapi.<cluster>.<user>.…`, enforced by nats-server), so the spoke knows who sent
+//! a request from the subject it arrived on.
 
 use std::time::Duration;
 
@@ -35,6 +46,8 @@ pub const PATH: &str = "Fb-Path";
 pub const SERVICE_ACCOUNT: &str = "Fb-Service-Account";
 /// `inline` or `stream` (open).
 pub const BODY: &str = "Fb-Body";
+/// The protocol asked for (open) or upgraded to (head with status 101).
+pub const UPGRADE: &str = "Fb-Upgrade";
 /// HTTP status (head).
 pub const STATUS: &str = "Fb-Status";
 /// The head carries the whole body; no data or end frames follow (head).
@@ -89,13 +102,14 @@ pub enum FrameKind {
     Head,
     /// either way: body bytes.
     Data,
-    /// client → spoke: request body complete.
+    /// client → spoke: request body complete; after an upgrade, either way: this direction
+    /// has ended.
     Eof,
     /// spoke → client: response complete.
     End,
-    /// spoke → client: the request failed.
+    /// spoke → client (after an upgrade, either way): the stream failed.
     Error,
-    /// client → spoke: bytes consumed.
+    /// client → spoke (after an upgrade, either way): bytes consumed.
     Credit,
     /// client → spoke: abandon the request.
     Cancel,

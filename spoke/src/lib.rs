@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod desired;
+pub mod exit_code;
 pub mod identity_store;
 pub mod join;
 pub mod kube;
@@ -14,6 +15,7 @@ pub mod session;
 pub mod sim;
 pub mod tokens;
 pub mod tunnel;
+pub mod tunnel_session;
 pub mod tunnel_stream;
 pub mod upstream;
 pub mod work;

@@ -1,15 +1,13 @@
 //! The spoke end of the Kubernetes API tunnel (protocol in `fleetbus_schema::tunnel`). Open
-//! frames arrive on `<prefix>.kapi.<cluster>.open` in a queue group, so spoke replicas share
+//! frames arrive on `<prefix>.kapi.<cluster>.<user>.open` in a queue group, so spoke replicas share
 //! the load; each stream's later frames arrive on this replica's own subject and are routed to
 //! the stream's task.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
-use fleetbus_nats::tunnel::Frame;
+use fleetbus_nats::tunnel::{Delivery, Routes};
+use fleetbus_schema::Identity;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,10 +15,6 @@ use crate::config::Config;
 use crate::kube::Kube;
 use crate::tunnel_stream::{StreamContext, serve_stream};
 use crate::upstream::Upstream;
-
-use fleetbus_schema::tunnel::STREAM_QUEUE;
-
-type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Frame>>>>;
 
 /// Serves the tunnel until `stop`.
 pub async fn serve(
@@ -42,7 +36,10 @@ pub async fn serve(
         fleetbus_nats::audit::Auditor::new(client.clone(), config.subjects.clone(), &identity);
     let subjects = &config.subjects;
     let opens = client
-        .queue_subscribe(subjects.kapi_open(&config.cluster), "fleetbus-spoke".into())
+        .queue_subscribe(
+            subjects.kapi_opens(&config.cluster),
+            "fleetbus-spoke".into(),
+        )
         .await;
     let frames = client
         .subscribe(subjects.kapi_replica_all(&config.cluster, &replica))
@@ -51,7 +48,7 @@ pub async fn serve(
         tracing::error!("cannot subscribe to the tunnel subjects");
         return;
     };
-    let routes: Routes = Arc::default();
+    let routes = Routes::default();
     let tracker = TaskTracker::new();
     tracing::info!(cluster = %config.cluster, %replica, "kubernetes API tunnel serving");
     loop {
@@ -59,57 +56,56 @@ pub async fn serve(
             () = stop.cancelled() => break,
             open = opens.next() => {
                 let Some(open) = open else { break };
+                // Who sent it is in the subject: nats-server lets each user publish only
+                // under her own name. The reply must go to her own inbox, which only she reads.
+                let Some(user) = subjects.kapi_open_user(&open.subject) else { continue };
                 let Some(reply) = open.reply.clone() else { continue };
-                let frame = match Frame::parse(open.headers.as_ref(), open.payload.clone()) {
-                    Ok(frame) => frame,
-                    Err(e) => {
-                        let headers = fleetbus_nats::tunnel::error_headers(0, 400, &e.to_string());
-                        let _ = client.publish_with_headers(reply, headers, bytes::Bytes::new()).await;
-                        continue;
-                    }
-                };
+                if subjects.inbox_user(&reply).as_ref() != Some(&user) {
+                    tracing::warn!(%user, %reply, "tunnel request refused: its reply subject is not the sender's inbox");
+                    audit.emit(fleetbus_schema::v1::AuditEvent {
+                        actor: Identity::User(user).to_string(),
+                        cluster: config.cluster.to_string(),
+                        kind: "proxy".into(),
+                        action: "request".into(),
+                        outcome: "denied".into(),
+                        code: 403,
+                        message: format!("reply subject {reply} is not the sender's inbox"),
+                        ..Default::default()
+                    }).await;
+                    continue;
+                }
                 let stream = format!("{:016x}", rand::random::<u64>());
-                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-                lock(&routes).insert(stream.clone(), tx);
-                let actor = subjects.inbox_user(&reply).map_or_else(|| "unknown".to_owned(), |u| fleetbus_schema::Identity::User(u).to_string());
+                let inbound = routes.register(route_key(user.as_str(), &stream));
                 let ctx = StreamContext {
                     stats: config.stats.clone(),
                     client: client.clone(),
                     upstream: upstream.clone(),
                     audit: audit.clone(),
                     cluster: config.cluster.to_string(),
-                    actor,
-                    request_id: frame.header(fleetbus_schema::tunnel::REQUEST_ID).unwrap_or("-").to_owned(),
+                    actor: Identity::User(user.clone()).to_string(),
                     reply,
-                    upstream_subject: subjects.kapi_stream(&config.cluster, &replica, &stream),
+                    upstream_subject: subjects.kapi_stream(&config.cluster, &user, &replica, &stream),
                     stop: stop.child_token(),
                 };
-                let routes = routes.clone();
                 let stats = config.stats.clone();
                 let open_now = stats.active_streams.fetch_add(1, Ordering::Relaxed) + 1;
                 stats.metrics.set("fleetbus_spoke_tunnel_streams", &[], open_now as f64);
                 tracker.spawn(async move {
-                    serve_stream(ctx, frame, rx).await;
-                    lock(&routes).remove(&stream);
+                    serve_stream(ctx, open, inbound).await;
                     let open_now = stats.active_streams.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
                     stats.metrics.set("fleetbus_spoke_tunnel_streams", &[], open_now as f64);
                 });
             }
             frame = frames.next() => {
                 let Some(msg) = frame else { break };
-                let stream = msg.subject.rsplit('.').next().unwrap_or_default().to_owned();
-                let Some(tx) = lock(&routes).get(&stream).cloned() else {
-                    tracing::debug!(%stream, "frame for an unknown stream dropped");
-                    continue;
-                };
-                match Frame::parse(msg.headers.as_ref(), msg.payload) {
-                    // A full queue means the client ignores flow control: the stream ends.
-                    Ok(frame) => if tx.try_send(frame).is_err() {
-                        // The stream's task sees its queue close and fails the stream loudly.
-                        tracing::warn!(%stream, "client overran the stream's queue; stream ends");
-                        lock(&routes).remove(&stream);
-                    },
-                    Err(e) => tracing::debug!(%stream, error = %e, "garbage frame dropped"),
+                // A frame reaches a stream only from the user who opened it.
+                let Some((user, stream)) = subjects.kapi_stream_parts(&msg.subject) else { continue };
+                let key = route_key(user, stream);
+                match routes.deliver(&key, msg) {
+                    Delivery::Queued => {}
+                    Delivery::Unknown => tracing::debug!(%key, "frame for an unknown stream dropped"),
+                    // The stream's task sees its queue close and fails the stream loudly.
+                    Delivery::Overrun => tracing::warn!(%key, "client overran the stream's queue; stream ends"),
                 }
             }
         }
@@ -118,8 +114,7 @@ pub async fn serve(
     tracker.wait().await;
 }
 
-fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Frame>>> {
-    routes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Streams are keyed by their opener and id, so another user's frames never reach them.
+fn route_key(user: &str, stream: &str) -> String {
+    format!("{user}.{stream}")
 }

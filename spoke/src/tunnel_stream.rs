@@ -1,16 +1,15 @@
 //! One tunneled request on the spoke: forward it to the kube-apiserver and stream the response
 //! back in credit-limited chunks, ending cleanly on cancel, on a silent client, or on shutdown.
 
-use std::time::Instant;
-
+use async_nats::Message;
 use bytes::Bytes;
-use fleetbus_nats::tunnel::{self as frames, Frame, FrameError, SeqCheck};
+use fleetbus_nats::tunnel::{self as frames, Frame, FrameError, Route, Sender, SeqCheck};
 use fleetbus_schema::tunnel::{self, FrameKind};
 use http_body_util::{BodyExt, Full};
-use tokio::sync::mpsc;
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::tunnel_session::{self, Session};
 use crate::upstream::Upstream;
 
 /// Largest request body the tunnel forwards (Kubernetes objects are far smaller).
@@ -34,81 +33,47 @@ pub struct StreamContext {
     pub stats: std::sync::Arc<crate::config::Stats>,
     /// This cluster.
     pub cluster: String,
-    /// Who reads the response: the user whose private inbox the reply goes to.
+    /// Who sent the request, from the subject it arrived on (`user:alice`).
     pub actor: String,
-    /// The request id from the open frame, for warnings.
-    pub request_id: String,
 }
 
 /// How a stream ended, for the audit event.
-struct Outcome {
-    code: u16,
-    bytes: u64,
-    message: String,
+pub(crate) struct Outcome {
+    pub code: u16,
+    pub bytes: u64,
+    pub message: String,
+    /// An upgraded session (exec, attach, port-forward), if the request became one.
+    pub session: Option<Session>,
 }
 
 impl Outcome {
-    fn failed(code: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn failed(code: u16, message: impl Into<String>) -> Self {
         Self {
             code,
             bytes: 0,
             message: message.into(),
+            session: None,
         }
     }
 }
 
-/// Publishes frames to the client in sequence.
-struct Out {
-    client: async_nats::Client,
-    reply: async_nats::Subject,
-    seq: u64,
-    last: Instant,
-}
-
-impl Out {
-    async fn send(
-        &mut self,
-        mut headers: async_nats::HeaderMap,
-        kind: FrameKind,
-        payload: Bytes,
-    ) -> bool {
-        let base = frames::headers(kind, self.seq);
-        for (name, values) in base.iter() {
-            for v in values {
-                headers.insert(name.clone(), v.clone());
-            }
-        }
-        self.seq += 1;
-        self.last = Instant::now();
-        self.client
-            .publish_with_headers(self.reply.clone(), headers, payload)
-            .await
-            .is_ok()
-    }
-
-    async fn frame(&mut self, kind: FrameKind) -> bool {
-        self.send(async_nats::HeaderMap::new(), kind, Bytes::new())
-            .await
-    }
-
-    async fn fail(&mut self, code: u16, message: String) -> Outcome {
-        self.error(code, &message).await;
-        Outcome::failed(code, message)
-    }
-
-    async fn error(&mut self, code: u16, message: &str) {
-        let headers = frames::error_headers(self.seq, code, message);
-        self.seq += 1;
-        let _ = self
-            .client
-            .publish_with_headers(self.reply.clone(), headers, Bytes::new())
-            .await;
-    }
+/// Sends an error frame and returns the outcome it stands for.
+async fn fail(out: &mut Sender, code: u16, message: String) -> Outcome {
+    out.error(code, &message).await;
+    Outcome::failed(code, message)
 }
 
 /// Serves one stream to its end and records it as an audit event.
-pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiver<Frame>) {
+pub async fn serve_stream(ctx: StreamContext, open: Message, inbound: Route<Message>) {
     let started = Instant::now();
+    let mut out = Sender::new(ctx.client.clone(), ctx.reply.to_string(), 0);
+    let open = match Frame::parse(open.headers.as_ref(), open.payload) {
+        Ok(open) => open,
+        Err(e) => {
+            out.error(400, &format!("bad open frame: {e}")).await;
+            return;
+        }
+    };
     let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
     let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
     let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
@@ -116,7 +81,7 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiv
         .header(tunnel::SERVICE_ACCOUNT)
         .unwrap_or("")
         .to_owned();
-    let outcome = run_stream(&ctx, open, inbound).await;
+    let outcome = run_stream(&ctx, &mut out, open, inbound, &request_id).await;
     let latency = started.elapsed();
     tracing::info!(%method, %path, status = outcome.code, bytes = outcome.bytes, latency_ms = latency.as_millis() as u64, request_id = %request_id, "proxied request");
     let m = &ctx.stats.metrics;
@@ -138,16 +103,18 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiv
     );
     m.add("fleetbus_spoke_tunnel_latency_seconds_count", &[], 1.0);
     let result = match outcome.code {
-        200..=399 => "success",
+        _ if !outcome.message.is_empty() && outcome.session.is_some() => "failure",
+        101..=399 => "success",
         401 | 403 => "denied",
         _ => "failure",
     };
+    let action = outcome.session.as_ref().map_or("request", |s| s.action);
     ctx.audit
         .emit(fleetbus_schema::v1::AuditEvent {
             actor: ctx.actor.clone(),
             cluster: ctx.cluster.clone(),
             kind: "proxy".into(),
-            action: "request".into(),
+            action: action.into(),
             object: format!("{method} {path}"),
             outcome: result.into(),
             code: i32::from(outcome.code),
@@ -156,6 +123,7 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiv
             request_id,
             service_account,
             bytes: outcome.bytes as i64,
+            session: outcome.session.map(Session::into_audit),
             ..Default::default()
         })
         .await;
@@ -163,45 +131,41 @@ pub async fn serve_stream(ctx: StreamContext, open: Frame, inbound: mpsc::Receiv
 
 async fn run_stream(
     ctx: &StreamContext,
+    out: &mut Sender,
     open: Frame,
-    mut inbound: mpsc::Receiver<Frame>,
+    mut inbound: Route<Message>,
+    request_id: &str,
 ) -> Outcome {
-    let mut out = Out {
-        client: ctx.client.clone(),
-        reply: ctx.reply.clone(),
-        seq: 0,
-        last: Instant::now(),
-    };
     let mut seq = SeqCheck::default();
     if seq.check(open.seq).is_err() {
-        return out.fail(400, "bad open frame".into()).await;
+        return fail(out, 400, "bad open frame".into()).await;
     }
     // Only a streamed request body needs the upstream subject before the response head.
     let streamed = open.header(tunnel::BODY) == Ok("stream");
     if streamed {
         let mut ready = async_nats::HeaderMap::new();
         ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
-        if !out.send(ready, FrameKind::Ready, Bytes::new()).await {
+        if !out.send(FrameKind::Ready, ready, Bytes::new()).await {
             return Outcome::failed(499, "the client went away");
         }
     }
-    let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
     let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
     let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
+    let upgrade = open.header(tunnel::UPGRADE).ok().map(str::to_owned);
     let body = if streamed {
         match receive_body(&mut inbound, &mut seq, &ctx.stop).await {
             Ok(body) => body,
-            Err((code, message)) => return out.fail(code, message).await,
+            Err((code, message)) => return fail(out, code, message).await,
         }
     } else {
         open.payload.clone()
     };
-    let request = match build_request(&open, &method, &path, &request_id, body) {
+    let request = match build_request(&open, &method, &path, request_id, upgrade.as_deref(), body) {
         Ok(request) => request,
-        Err(message) => return out.fail(400, message).await,
+        Err(message) => return fail(out, 400, message).await,
     };
     // Wait for the apiserver, but not past a cancel or a silent client.
-    let send = ctx.upstream.send(request);
+    let send = ctx.upstream.send(request, upgrade.is_some());
     tokio::pin!(send);
     let mut last_client = Instant::now();
     // A slow apiserver: tell the client this stream is alive (ready), then keep it alive.
@@ -209,14 +173,14 @@ async fn run_stream(
     let ack_at = Instant::now() + tunnel::ACK_AFTER;
     let response = loop {
         let alive_at = if acked {
-            out.last + tunnel::KEEPALIVE
+            out.last_sent() + tunnel::KEEPALIVE
         } else {
             ack_at
         };
         tokio::select! {
-            () = ctx.stop.cancelled() => return out.fail(503, "the spoke is shutting down".into()).await,
+            () = ctx.stop.cancelled() => return fail(out, 503, "the spoke is shutting down".into()).await,
             result = &mut send => break result,
-            () = sleep_until(alive_at.into()) => {
+            () = sleep_until(alive_at) => {
                 let (kind, mut headers) = if acked {
                     (FrameKind::Keepalive, async_nats::HeaderMap::new())
                 } else {
@@ -225,22 +189,22 @@ async fn run_stream(
                     (FrameKind::Ready, h)
                 };
                 acked = true;
-                if !out.send(std::mem::take(&mut headers), kind, Bytes::new()).await {
+                if !out.send(kind, std::mem::take(&mut headers), Bytes::new()).await {
                     return Outcome::failed(499, "the client went away");
                 }
             }
-            frame = inbound.recv() => match control(frame, &mut seq) {
+            frame = inbound.frame() => match control(frame, &mut seq) {
                 Ok(None) => last_client = Instant::now(),
                 Ok(Some(_)) | Err(_) => return Outcome::failed(499, "cancelled by the client"),
             },
-            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => return Outcome::failed(408, "the client went silent"),
+            () = sleep_until(last_client + tunnel::IDLE_TIMEOUT) => return Outcome::failed(408, "the client went silent"),
         }
     };
     let response = match response {
         Ok(response) => response,
         Err(e) => {
             let message = format!("cannot reach the kube-apiserver: {}", error_chain(&e));
-            return out.fail(502, message).await;
+            return fail(out, 502, message).await;
         }
     };
     let status = response.status();
@@ -248,7 +212,11 @@ async fn run_stream(
     head.insert(tunnel::STATUS, status.as_str());
     head.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
     if let Err(e) = frames::put_http_headers(&mut head, response.headers()) {
-        return out.fail(502, e.to_string()).await;
+        return fail(out, 502, e.to_string()).await;
+    }
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        let session = Session::new(&path);
+        return tunnel_session::relay(ctx, out, head, response, inbound, seq, session).await;
     }
     // A small body of known length travels with the head: one message instead of three.
     if is_small(&response) {
@@ -256,32 +224,39 @@ async fn run_stream(
             .await
         {
             Ok(Ok(body)) => body.to_bytes(),
-            _ => {
-                return out
-                    .fail(502, "the kube-apiserver response broke off".into())
-                    .await;
-            }
+            _ => return fail(out, 502, "the kube-apiserver response broke off".into()).await,
         };
         head.insert(tunnel::COMPLETE, "true");
         let bytes = body.len() as u64;
-        if !out.send(head, FrameKind::Head, body).await {
+        if !out.send(FrameKind::Head, head, body).await {
             return Outcome::failed(499, "the client went away");
         }
         return Outcome {
             code: status.as_u16(),
             bytes,
             message: String::new(),
+            session: None,
         };
     }
-    if !out.send(head, FrameKind::Head, Bytes::new()).await {
+    if !out.send(FrameKind::Head, head, Bytes::new()).await {
         return Outcome::failed(499, "the client went away");
     }
     let body = response.into_body();
-    let bytes = stream_body(ctx, &mut out, &mut inbound, &mut seq, body, last_client).await;
+    let bytes = stream_body(
+        ctx,
+        out,
+        &mut inbound,
+        &mut seq,
+        body,
+        last_client,
+        request_id,
+    )
+    .await;
     Outcome {
         code: status.as_u16(),
         bytes,
         message: String::new(),
+        session: None,
     }
 }
 
@@ -298,8 +273,11 @@ fn is_small(response: &http::Response<hyper::body::Incoming>) -> bool {
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for
 /// credit of `n` bytes, `Err` to end the stream (cancel, protocol error, or the client gone).
-fn control(frame: Option<Frame>, seq: &mut SeqCheck) -> Result<Option<usize>, ()> {
-    let frame = frame.ok_or(())?;
+fn control(
+    frame: Option<Result<Frame, FrameError>>,
+    seq: &mut SeqCheck,
+) -> Result<Option<usize>, ()> {
+    let frame = frame.ok_or(())?.map_err(|_| ())?;
     seq.check(frame.seq).map_err(|_| ())?;
     match frame.kind {
         FrameKind::Keepalive => Ok(None),
@@ -314,7 +292,7 @@ fn control(frame: Option<Frame>, seq: &mut SeqCheck) -> Result<Option<usize>, ()
 }
 
 async fn receive_body(
-    inbound: &mut mpsc::Receiver<Frame>,
+    inbound: &mut Route<Message>,
     seq: &mut SeqCheck,
     stop: &CancellationToken,
 ) -> Result<Bytes, (u16, String)> {
@@ -322,12 +300,13 @@ async fn receive_body(
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => return Err((503, "the spoke is shutting down".into())),
-            frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.recv()) => frame,
+            frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.frame()) => frame,
         };
         let frame = frame
             .ok()
             .flatten()
-            .ok_or((408, "request body not received in time".to_owned()))?;
+            .ok_or((408, "request body not received in time".to_owned()))?
+            .map_err(|e| (400, e.to_string()))?;
         seq.check(frame.seq)
             .map_err(|e: FrameError| (400, e.to_string()))?;
         match frame.kind {
@@ -357,6 +336,7 @@ fn build_request(
     method: &str,
     path: &str,
     request_id: &str,
+    upgrade: Option<&str>,
     body: Bytes,
 ) -> Result<http::Request<Full<Bytes>>, String> {
     if !path.starts_with('/') {
@@ -375,6 +355,17 @@ fn build_request(
     if let Ok(id) = http::HeaderValue::from_str(request_id) {
         request.headers_mut().insert("audit-id", id);
     }
+    // An upgrade asks for exactly this: the apiserver reads only the first Connection value.
+    if let Some(upgrade) = upgrade {
+        let value = http::HeaderValue::from_str(upgrade)
+            .map_err(|_| format!("invalid upgrade protocol {upgrade:?}"))?;
+        let headers = request.headers_mut();
+        headers.insert(http::header::UPGRADE, value);
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+    }
     Ok(request)
 }
 
@@ -383,13 +374,13 @@ fn build_request(
 /// an error frame and a warning, never with a clean end.
 async fn stream_body(
     ctx: &StreamContext,
-    out: &mut Out,
-    inbound: &mut mpsc::Receiver<Frame>,
+    out: &mut Sender,
+    inbound: &mut Route<Message>,
     seq: &mut SeqCheck,
     mut body: hyper::body::Incoming,
     mut last_client: Instant,
+    request_id: &str,
 ) -> u64 {
-    let request_id = ctx.request_id.as_str();
     let (mut in_flight, mut frames_in_flight, mut sent) = (0usize, 0usize, 0u64);
     let mut pending = Bytes::new();
     let mut done = false;
@@ -403,10 +394,7 @@ async fn stream_body(
                 .min(tunnel::CHUNK)
                 .min(tunnel::WINDOW - in_flight);
             let chunk = pending.split_to(n);
-            if !out
-                .send(async_nats::HeaderMap::new(), FrameKind::Data, chunk)
-                .await
-            {
+            if !out.data(chunk).await {
                 tracing::warn!(%request_id, sent, "cannot publish a response frame; stream ends");
                 return sent;
             }
@@ -424,8 +412,8 @@ async fn stream_body(
             && frames_in_flight < tunnel::WINDOW_FRAMES;
         let failure = tokio::select! {
             () = ctx.stop.cancelled() => (503, "the spoke is shutting down".to_owned()),
-            frame = inbound.recv() => match frame {
-                Some(frame) if frame.kind == FrameKind::Cancel => return sent,
+            frame = inbound.frame() => match frame {
+                Some(Ok(frame)) if frame.kind == FrameKind::Cancel => return sent,
                 frame => match control(frame, seq) {
                     Ok(credit) => {
                         if let Some(n) = credit {
@@ -443,8 +431,8 @@ async fn stream_body(
                 Some(Ok(frame)) => { if let Ok(data) = frame.into_data() { pending = data } continue; }
                 Some(Err(e)) => (502, format!("the kube-apiserver response broke off: {e}")),
             },
-            () = sleep_until((last_client + tunnel::IDLE_TIMEOUT).into()) => (408, "the client went silent".to_owned()),
-            () = sleep_until((out.last + tunnel::KEEPALIVE).into()) => {
+            () = sleep_until(last_client + tunnel::IDLE_TIMEOUT) => (408, "the client went silent".to_owned()),
+            () = sleep_until(out.last_sent() + tunnel::KEEPALIVE) => {
                 if !out.frame(FrameKind::Keepalive).await {
                     (499, "cannot publish a keepalive".to_owned())
                 } else {
@@ -458,7 +446,7 @@ async fn stream_body(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

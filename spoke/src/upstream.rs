@@ -12,10 +12,15 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::kube::Kube;
 
-/// A pooled HTTPS client bound to one apiserver.
+type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled HTTPS client bound to one apiserver, and one for upgrades.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Https,
+    /// HTTP/1.1 only (upgrades do not exist in HTTP/2) and never pooled: an upgraded
+    /// connection carries SPDY or WebSocket bytes and must not be handed to another request.
+    upgrades: Https,
     base: String,
 }
 
@@ -40,6 +45,11 @@ impl Upstream {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http.clone());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -48,14 +58,18 @@ impl Upstream {
             .wrap_connector(http);
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            upgrades: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(http1),
             base: kube.server.trim_end_matches('/').to_owned(),
         })
     }
 
-    /// Sends one request; the response body streams.
+    /// Sends one request (as an HTTP/1.1 upgrade if `upgrade`); the response body streams.
     pub async fn send(
         &self,
         mut request: http::Request<Full<Bytes>>,
+        upgrade: bool,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         let path = request
             .uri()
@@ -64,6 +78,10 @@ impl Upstream {
             .to_owned();
         if let Ok(uri) = format!("{}{path}", self.base).parse() {
             *request.uri_mut() = uri;
+        }
+        if upgrade {
+            *request.version_mut() = http::Version::HTTP_11;
+            return self.upgrades.request(request).await;
         }
         self.client.request(request).await
     }

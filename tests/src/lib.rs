@@ -3,6 +3,7 @@
 //! etcd) on free ports, with fresh certificates and a random subject prefix. Servers die with
 //! the test.
 
+pub mod audit;
 pub mod fleet;
 pub mod forward;
 pub mod nats_env;

@@ -5,51 +5,14 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use fleetbus_nats::audit;
 use fleetbus_schema::v1::AuditEvent;
 use fleetbus_schema::{ClusterName, Identity, UserName};
+use fleetbus_tests::audit::events;
 use fleetbus_tests::{Fleet, eventually};
-use futures::StreamExt;
-use prost::Message;
 
 /// Every event in the stream, read as an auditor with nothing but async-nats and the schema.
-async fn events(fleet: &Fleet) -> anyhow::Result<Vec<(String, AuditEvent)>> {
-    let auditor = Identity::Auditor(UserName::new("audit")?);
-    let client = fleet.nats.connect_as(&auditor).await?;
-    let js = jetstream::new(client);
-    let stream = js.get_stream(fleet.nats.subjects.audit_stream()).await?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig::default())
-        .await?;
-    let mut messages = consumer.messages().await?;
-    let mut all = Vec::new();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), messages.next()).await
-    {
-        let message = message?;
-        let headers = message.headers.clone().unwrap_or_default();
-        assert_eq!(headers.get("ce-specversion").unwrap().as_str(), "1.0");
-        assert!(!headers.get("ce-id").unwrap().as_str().is_empty());
-        assert!(headers.get("ce-time").unwrap().as_str().ends_with('Z'));
-        assert!(
-            headers
-                .get("ce-source")
-                .unwrap()
-                .as_str()
-                .starts_with("fleetbus://")
-        );
-        let event = AuditEvent::decode(message.payload.as_ref())?;
-        let ce_type = headers.get("ce-type").unwrap().as_str().to_owned();
-        assert_eq!(
-            ce_type,
-            format!("io.fleetbus.{}.{}", event.kind, event.action)
-        );
-        all.push((ce_type, event));
-    }
-    Ok(all)
-}
-
 fn count(events: &[(String, AuditEvent)], ce_type: &str) -> usize {
     events.iter().filter(|(t, _)| t == ce_type).count()
 }

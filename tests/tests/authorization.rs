@@ -42,7 +42,7 @@ async fn a_spoke_is_confined_to_its_own_cluster() -> anyhow::Result<()> {
         s.hub(&c("cluster1"), HubTopic::Work),
         s.hub(&c("cluster1"), HubTopic::Manifests),
         s.spoke_changed(&c("cluster1")),
-        s.kapi_open(&c("cluster1")),
+        s.kapi_open(&c("cluster1"), &UserName::new("admin")?),
         format!("{}.spoke.cluster1.notice", s.prefix()),
         s.api(&UserName::new("admin")?, ApiEndpoint::ClustersAccept),
         s.join(),

@@ -260,6 +260,7 @@ async fn tunnel_as(fleet: &Fleet, user: &str) -> anyhow::Result<(HubClient, Tunn
         hub.nats().clone(),
         hub.subjects().clone(),
         ClusterName::new("cluster1")?,
+        hub.user().clone(),
     );
     Ok((hub, tunnel))
 }
@@ -402,11 +403,12 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
         .observed(&fleet.nats.tls_for(&bob)?, &bob)
         .await?;
     let c1 = ClusterName::new("cluster1")?;
+    let bob_name = UserName::new("bob")?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1, &bob_name))
         .await?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_stream(&c1, "r", "s"))
+        .publish_refused(fleet.nats.subjects.kapi_stream(&c1, &bob_name, "r", "s"))
         .await?;
 
     // Alice may, and loses it when revoked.
@@ -422,14 +424,76 @@ async fn only_granted_users_reach_a_clusters_tunnel() -> anyhow::Result<()> {
     fleet
         .cli(&["revoke", "alice", "--cluster", "cluster1", "--msa", "dep"])
         .await?;
-    let alice = Identity::User(UserName::new("alice")?);
+    let alice_name = UserName::new("alice")?;
+    let alice = Identity::User(alice_name.clone());
     let mut observed = fleet
         .nats
         .observed(&fleet.nats.tls_for(&alice)?, &alice)
         .await?;
     observed
-        .publish_refused(fleet.nats.subjects.kapi_open(&c1))
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1, &alice_name))
         .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_names_who_sent_a_request_whatever_reply_subject_she_picks() -> anyhow::Result<()>
+{
+    let seed = seed().await?;
+    let fleet = &seed.fleet;
+    let c1 = ClusterName::new("cluster1")?;
+    let (alice, bob) = (UserName::new("alice")?, UserName::new("bob")?);
+    // Granted alice names bob in the subject: nats-server refuses it.
+    let as_alice = Identity::User(alice.clone());
+    let mut observed = fleet
+        .nats
+        .observed(&fleet.nats.tls_for(&as_alice)?, &as_alice)
+        .await?;
+    observed
+        .publish_refused(fleet.nats.subjects.kapi_open(&c1, &bob))
+        .await?;
+    // Under her own name, with a reply subject inside bob's inbox: the spoke refuses to answer,
+    // and the audit names alice.
+    let client = fleet.nats.connect_as(&as_alice).await?;
+    let mut open = fleetbus_nats::tunnel::headers(fleetbus_schema::tunnel::FrameKind::Open, 0);
+    open.insert(fleetbus_schema::tunnel::METHOD, "GET");
+    open.insert(fleetbus_schema::tunnel::PATH, "/api/v1/namespaces");
+    let forged = format!(
+        "{}.forged",
+        fleet.nats.subjects.inbox(&Identity::User(bob.clone()))
+    );
+    client
+        .publish_with_reply_and_headers(
+            fleet.nats.subjects.kapi_open(&c1, &alice),
+            forged.clone(),
+            open,
+            Bytes::new(),
+        )
+        .await?;
+    client.flush().await?;
+    let denied = eventually(
+        "the refused request in the audit stream",
+        Duration::from_secs(30),
+        || async {
+            let events = fleetbus_tests::audit::events(fleet).await.ok()?;
+            events
+                .into_iter()
+                .map(|(_, e)| e)
+                .find(|e| e.kind == "proxy" && e.outcome == "denied")
+        },
+    )
+    .await?;
+    assert_eq!(denied.actor, "user:alice");
+    assert_eq!(denied.cluster, "cluster1");
+    assert_eq!(
+        denied.message,
+        format!("reply subject {forged} is not the sender's inbox")
+    );
+    let events = fleetbus_tests::audit::events(fleet).await?;
+    assert!(
+        events.iter().all(|(_, e)| e.actor != "user:bob"),
+        "nothing is attributed to bob"
+    );
     Ok(())
 }
 

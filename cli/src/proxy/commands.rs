@@ -134,7 +134,12 @@ pub async fn health(
     let mut healthy = true;
     for name in names {
         let cluster = ClusterName::new(name.as_str())?;
-        let tunnel = Tunnel::new(client.nats().clone(), client.subjects().clone(), cluster);
+        let tunnel = Tunnel::new(
+            client.nats().clone(),
+            client.subjects().clone(),
+            cluster,
+            client.user().clone(),
+        );
         let (parts, _) = http::Request::get("/healthz").body(())?.into_parts();
         let started = Instant::now();
         let result = tunnel.request(&parts, Bytes::new(), &request_id()).await;

@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::tunnel::{Body, Tunnel};
+use super::tunnel::{Body, Tunnel, Upgrade};
 
 /// Largest request body forwarded.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -99,24 +99,30 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot disable Nagle on a local connection");
         }
-        let (proxy, tls) = (proxy.clone(), tls.clone());
+        let (proxy, tls, stop) = (proxy.clone(), tls.clone(), stop.clone());
         tokio::spawn(async move {
             let Ok(stream) = tls.accept(stream).await else {
                 return;
             };
             let service = service_fn(move |request| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+                let (proxy, stop) = (proxy.clone(), stop.clone());
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, stop).await) }
             });
+            // With upgrades: exec, attach and port-forward switch the connection to SPDY or
+            // WebSocket after the 101.
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
 
 impl LocalProxy {
-    async fn handle(&self, request: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+    async fn handle(
+        &self,
+        mut request: http::Request<hyper::body::Incoming>,
+        stop: CancellationToken,
+    ) -> http::Response<Body> {
         let presented = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -129,12 +135,35 @@ impl LocalProxy {
                 "present the bearer token from the proxy's kubeconfig",
             );
         }
-        if request.headers().contains_key(http::header::UPGRADE) {
-            return status(
-                501,
-                "NotImplemented",
-                "fleetbus proxy does not tunnel exec, attach or port-forward yet",
-            );
+        let upgrade = request
+            .headers()
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(protocol) = upgrade {
+            let local = hyper::upgrade::on(&mut request);
+            let (mut parts, _) = request.into_parts();
+            self.authorize(&mut parts);
+            let id = request_id();
+            return match self.tunnel.upgrade(&parts, &id, &protocol).await {
+                Ok(Upgrade::Refused(response)) => response,
+                Ok(Upgrade::Accepted(response, stream)) => {
+                    tokio::spawn(async move {
+                        let relayed = match local.await {
+                            Ok(io) => stream.relay(TokioIo::new(io), &stop).await,
+                            Err(e) => {
+                                tracing::warn!(request_id = %id, error = %e, "the local connection did not upgrade");
+                                return;
+                            }
+                        };
+                        if let Some((code, cause)) = relayed.failure {
+                            tracing::warn!(request_id = %id, code, %cause, "upgraded session failed");
+                        }
+                    });
+                    response
+                }
+                Err(e) => status(e.status(), reason(e.status()), &format!("fleetbus: {e}")),
+            };
         }
         let (mut parts, body) = request.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -147,6 +176,15 @@ impl LocalProxy {
                 );
             }
         };
+        self.authorize(&mut parts);
+        match self.tunnel.request(&parts, body, &request_id()).await {
+            Ok(response) => response,
+            Err(e) => status(e.status(), reason(e.status()), &format!("fleetbus: {e}")),
+        }
+    }
+
+    /// Swaps the session secret for the managed service account's token.
+    fn authorize(&self, parts: &mut http::request::Parts) {
         parts.headers.remove(http::header::AUTHORIZATION);
         let token = self
             .token
@@ -157,10 +195,6 @@ impl LocalProxy {
             && let Ok(value) = format!("Bearer {token}").parse()
         {
             parts.headers.insert(http::header::AUTHORIZATION, value);
-        }
-        match self.tunnel.request(&parts, body, &request_id()).await {
-            Ok(response) => response,
-            Err(e) => status(e.status(), reason(e.status()), &format!("fleetbus: {e}")),
         }
     }
 }

@@ -48,8 +48,13 @@ impl Session {
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         let proxy = Arc::new(LocalProxy {
-            tunnel: Tunnel::new(hub.nats().clone(), hub.subjects().clone(), cluster.clone())
-                .with_service_account(sa),
+            tunnel: Tunnel::new(
+                hub.nats().clone(),
+                hub.subjects().clone(),
+                cluster.clone(),
+                hub.user().clone(),
+            )
+            .with_service_account(sa),
             token: Arc::new(RwLock::new(Some(token))),
             secret: local::new_secret(),
         });

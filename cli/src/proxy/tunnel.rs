@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetbus_nats::tunnel::{self as frames, Frame, SeqCheck};
+use fleetbus_nats::tunnel::{self as frames, Frame, Relayed, Sender, SeqCheck};
 use fleetbus_schema::tunnel::{self, FrameKind};
-use fleetbus_schema::{ClusterName, Subjects};
+use fleetbus_schema::{ClusterName, Subjects, UserName};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
@@ -60,17 +60,68 @@ pub struct Tunnel {
     client: async_nats::Client,
     subjects: Subjects,
     cluster: ClusterName,
+    user: UserName,
     service_account: String,
     mux: std::sync::Arc<tokio::sync::OnceCell<Mux>>,
 }
 
+/// What an upgrade request (exec, attach, port-forward) came back as.
+pub enum Upgrade {
+    /// The apiserver answered without upgrading: pass the response on as it is (kubectl
+    /// falls back from WebSocket to SPDY on it).
+    Refused(http::Response<Body>),
+    /// 101: send the response, then relay the upgraded connection through `stream`.
+    Accepted(http::Response<Body>, Box<UpgradedStream>),
+}
+
+/// The tunnel's side of an upgraded connection.
+pub struct UpgradedStream {
+    out: Sender,
+    inbound: Replies,
+    seq: SeqCheck,
+}
+
+impl UpgradedStream {
+    /// Relays between the local connection `io` and the apiserver's until both directions end.
+    pub async fn relay<IO>(mut self, io: IO, stop: &tokio_util::sync::CancellationToken) -> Relayed
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    {
+        frames::relay(
+            io,
+            &mut self.out,
+            &mut self.inbound,
+            &mut self.seq,
+            stop,
+            &mut |_| {},
+        )
+        .await
+    }
+}
+
+/// A stream whose response head has arrived.
+struct Opened {
+    head: Frame,
+    replies: Replies,
+    seq: SeqCheck,
+    upstream: String,
+    out_seq: u64,
+}
+
 impl Tunnel {
-    /// A tunnel to `cluster`.
-    pub fn new(client: async_nats::Client, subjects: Subjects, cluster: ClusterName) -> Self {
+    /// A tunnel to `cluster` for `user` (the name her certificate carries: nats-server lets her
+    /// publish only under it).
+    pub fn new(
+        client: async_nats::Client,
+        subjects: Subjects,
+        cluster: ClusterName,
+        user: UserName,
+    ) -> Self {
         Self {
             client,
             subjects,
             cluster,
+            user,
             service_account: String::new(),
             mux: std::sync::Arc::default(),
         }
@@ -89,6 +140,54 @@ impl Tunnel {
         body: Bytes,
         request_id: &str,
     ) -> Result<http::Response<Body>, TunnelError> {
+        let opened = self.open(parts, body, request_id, None).await?;
+        self.response(opened, request_id)
+    }
+
+    /// Sends an upgrade request asking for `protocol` (its `Upgrade` header).
+    pub async fn upgrade(
+        &self,
+        parts: &http::request::Parts,
+        request_id: &str,
+        protocol: &str,
+    ) -> Result<Upgrade, TunnelError> {
+        let opened = self
+            .open(parts, Bytes::new(), request_id, Some(protocol))
+            .await?;
+        let (status, mut headers) = status_and_headers(&opened.head)?;
+        if status != http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Upgrade::Refused(self.response(opened, request_id)?));
+        }
+        let protocol = opened
+            .head
+            .header(tunnel::UPGRADE)
+            .ok()
+            .and_then(|p| http::HeaderValue::from_str(p).ok())
+            .ok_or_else(|| TunnelError::Protocol("101 without the protocol upgraded to".into()))?;
+        headers.insert(http::header::UPGRADE, protocol);
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        let mut response = http::Response::new(empty());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        let stream = Box::new(UpgradedStream {
+            out: Sender::new(self.client.clone(), opened.upstream, opened.out_seq),
+            inbound: opened.replies,
+            seq: opened.seq,
+        });
+        Ok(Upgrade::Accepted(response, stream))
+    }
+
+    /// Publishes the open frame (and a streamed body) and waits for the response head.
+    async fn open(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        request_id: &str,
+        upgrade: Option<&str>,
+    ) -> Result<Opened, TunnelError> {
         let nats = |e: &dyn std::fmt::Display| TunnelError::Nats(e.to_string());
         let mux = self
             .mux
@@ -108,6 +207,10 @@ impl Tunnel {
             frames::insert(&mut open, tunnel::SERVICE_ACCOUNT, &self.service_account)
                 .map_err(|e| TunnelError::Protocol(e.to_string()))?;
         }
+        if let Some(protocol) = upgrade {
+            frames::insert(&mut open, tunnel::UPGRADE, protocol)
+                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
+        }
         frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote {
             code: 431,
             message: e.to_string(),
@@ -115,7 +218,7 @@ impl Tunnel {
         let payload = if inline { body.clone() } else { Bytes::new() };
         self.client
             .publish_with_reply_and_headers(
-                self.subjects.kapi_open(&self.cluster),
+                self.subjects.kapi_open(&self.cluster, &self.user),
                 inbox,
                 open,
                 payload,
@@ -172,37 +275,41 @@ impl Tunnel {
             Err(_) => upstream
                 .ok_or_else(|| TunnelError::Protocol("head without an upstream subject".into()))?,
         };
-        let status = head
-            .header(tunnel::STATUS)
-            .ok()
-            .and_then(|s| s.parse::<u16>().ok())
-            .and_then(|s| http::StatusCode::from_u16(s).ok())
-            .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
-        let headers = frames::take_http_headers(&head.headers)
-            .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-        if head.header(tunnel::COMPLETE) == Ok("true") {
-            let body = http_body_util::Full::new(head.payload)
-                .map_err(|never| match never {})
-                .boxed();
-            let mut response = http::Response::new(body);
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            return Ok(response);
-        }
-        let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
-        let pump = Pump {
-            request_id: request_id.to_owned(),
-            client: self.client.clone(),
-            upstream,
-            seq,
-            out_seq: if inline {
-                1
-            } else {
-                2 + body.len().div_ceil(tunnel::CHUNK) as u64
-            },
+        let out_seq = if inline {
+            1
+        } else {
+            2 + body.len().div_ceil(tunnel::CHUNK) as u64
         };
-        tokio::spawn(pump.run(replies, tx));
-        let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
+        Ok(Opened {
+            head,
+            replies,
+            seq,
+            upstream,
+            out_seq,
+        })
+    }
+
+    /// The response an opened stream carries: whole in its head, or streamed by a pump.
+    fn response(
+        &self,
+        opened: Opened,
+        request_id: &str,
+    ) -> Result<http::Response<Body>, TunnelError> {
+        let (status, headers) = status_and_headers(&opened.head)?;
+        let body = if opened.head.header(tunnel::COMPLETE) == Ok("true") {
+            http_body_util::Full::new(opened.head.payload)
+                .map_err(|never| match never {})
+                .boxed()
+        } else {
+            let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+            let pump = Pump {
+                request_id: request_id.to_owned(),
+                out: Sender::new(self.client.clone(), opened.upstream, opened.out_seq),
+                seq: opened.seq,
+            };
+            tokio::spawn(pump.run(opened.replies, tx));
+            BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)))
+        };
         let mut response = http::Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
@@ -210,27 +317,37 @@ impl Tunnel {
     }
 
     async fn send_body(&self, upstream: &str, body: &Bytes) -> Result<(), TunnelError> {
-        let mut seq = 1;
+        let mut out = Sender::new(self.client.clone(), upstream, 1);
+        let lost = || TunnelError::Nats("cannot publish the request body".into());
         for chunk in body.chunks(tunnel::CHUNK) {
-            self.client
-                .publish_with_headers(
-                    upstream.to_owned(),
-                    frames::headers(FrameKind::Data, seq),
-                    Bytes::copy_from_slice(chunk),
-                )
-                .await
-                .map_err(|e| TunnelError::Nats(e.to_string()))?;
-            seq += 1;
+            if !out.data(Bytes::copy_from_slice(chunk)).await {
+                return Err(lost());
+            }
         }
-        self.client
-            .publish_with_headers(
-                upstream.to_owned(),
-                frames::headers(FrameKind::Eof, seq),
-                Bytes::new(),
-            )
-            .await
-            .map_err(|e| TunnelError::Nats(e.to_string()))
+        if out.frame(FrameKind::Eof).await {
+            Ok(())
+        } else {
+            Err(lost())
+        }
     }
+}
+
+fn status_and_headers(head: &Frame) -> Result<(http::StatusCode, http::HeaderMap), TunnelError> {
+    let status = head
+        .header(tunnel::STATUS)
+        .ok()
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
+    let headers = frames::take_http_headers(&head.headers)
+        .map_err(|e| TunnelError::Protocol(e.to_string()))?;
+    Ok((status, headers))
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn remote(frame: &Frame) -> TunnelError {
@@ -256,25 +373,11 @@ fn tokio_stream_from<T: Send + 'static>(
 /// Moves response frames into the body and credit, keepalives and cancel back to the spoke.
 struct Pump {
     request_id: String,
-    client: async_nats::Client,
-    upstream: String,
+    out: Sender,
     seq: SeqCheck,
-    out_seq: u64,
 }
 
 impl Pump {
-    async fn send(&mut self, kind: FrameKind, extra: Option<(&'static str, String)>) {
-        let mut h = frames::headers(kind, self.out_seq);
-        if let Some((name, value)) = extra {
-            h.insert(name, value.as_str());
-        }
-        self.out_seq += 1;
-        let _ = self
-            .client
-            .publish_with_headers(self.upstream.clone(), h, Bytes::new())
-            .await;
-    }
-
     /// Relays until the response ends. Frames are read even while the caller is not taking
     /// the body (they are bounded by the window), so keepalives flow both ways and a slow
     /// reader never overruns the queue. Any failure reaches the caller as a body error and
@@ -294,15 +397,15 @@ impl Pump {
                 return;
             }
             let msg = tokio::select! {
-                () = tx.closed() => return self.send(FrameKind::Cancel, None).await,
-                _ = keepalive.tick() => { self.send(FrameKind::Keepalive, None).await; continue; }
+                () = tx.closed() => return self.cancel().await,
+                _ = keepalive.tick() => { self.out.frame(FrameKind::Keepalive).await; continue; }
                 permit = tx.reserve(), if !buffered.is_empty() => {
-                    let Ok(permit) = permit else { return self.send(FrameKind::Cancel, None).await };
+                    let Ok(permit) = permit else { return self.cancel().await };
                     let Some(data) = buffered.pop_front() else { continue };
                     let n = data.len();
                     permit.send(Ok(hyper::body::Frame::data(data)));
                     if !ended {
-                        self.send(FrameKind::Credit, Some((tunnel::CREDIT, n.to_string()))).await;
+                        self.out.credit(n).await;
                     }
                     continue;
                 }
@@ -339,6 +442,10 @@ impl Pump {
         };
         tracing::warn!(request_id = %self.request_id, cause = %failure, "response stream failed");
         let _ = tx.send(Err(std::io::Error::other(failure))).await;
-        self.send(FrameKind::Cancel, None).await;
+        self.cancel().await;
+    }
+
+    async fn cancel(&mut self) {
+        self.out.frame(FrameKind::Cancel).await;
     }
 }

@@ -121,6 +121,7 @@ async fn proxy(requests: usize) -> anyhow::Result<()> {
             hub.nats().clone(),
             hub.subjects().clone(),
             ClusterName::new("bench")?,
+            hub.user().clone(),
         ),
         token: kube.admin_token.clone(),
     };
@@ -189,7 +190,7 @@ impl Direct {
             .header("authorization", format!("Bearer {}", self.token))
             .header("accept", "application/json")
             .body(Full::new(Bytes::new()))?;
-        let response = self.upstream.send(request).await?;
+        let response = self.upstream.send(request, false).await?;
         anyhow::ensure!(
             response.status().is_success(),
             "direct: {}",

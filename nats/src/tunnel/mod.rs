@@ -1,6 +1,16 @@
 //! Tunnel frames on NATS (the protocol is described in `fleetbus_schema::tunnel`): building
 //! their headers, reading them back with typed errors, sequence checking, and moving HTTP
-//! headers in and out of NATS headers. Nothing here panics on input from the network.
+//! headers in and out of NATS headers; the one [`Sender`] that numbers a direction's frames,
+//! the one demultiplexer ([`Routes`]) and the byte [`relay`] after an upgrade, shared by the
+//! spoke and the client. Nothing here panics on input from the network.
+
+mod relay;
+mod routes;
+mod sender;
+
+pub use relay::{Relayed, relay};
+pub use routes::{Delivery, Route, Routes};
+pub use sender::{Publisher, Sender};
 
 use async_nats::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
