@@ -16,8 +16,11 @@ use futures::StreamExt;
 use crate::audit::{AuditorConnection, TailOptions, filter_of, wanted, write_event};
 use crate::cli::HubFlags;
 
-/// Without `--follow`: caught up once nothing arrives for this long.
+/// Without `--follow`: caught up once nothing arrives for this long, after the events that were
+/// waiting when the subscription was opened.
 const CAUGHT_UP: Duration = Duration::from_millis(700);
+/// How long one of those waiting events may take to arrive.
+const BACKLOG: Duration = Duration::from_secs(10);
 
 /// Tails through the durable subscription `name`.
 pub(crate) async fn tail(
@@ -42,7 +45,7 @@ pub(crate) async fn tail(
         .refusing(async { call(conn, subject, &request).await })
         .await?;
     let js = jetstream::new(conn.client.clone());
-    let mut shown = 0;
+    let (mut shown, mut delivered) = (0, 0u64);
     loop {
         let bound: consumer::PushConsumer = conn
             .refusing(async {
@@ -65,7 +68,12 @@ pub(crate) async fn tail(
             let next = if options.follow {
                 messages.next().await
             } else {
-                match tokio::time::timeout(CAUGHT_UP, messages.next()).await {
+                let wait = if delivered < durable.pending {
+                    BACKLOG
+                } else {
+                    CAUGHT_UP
+                };
+                match tokio::time::timeout(wait, messages.next()).await {
                     Ok(next) => next,
                     Err(_) => return Ok(()),
                 }
@@ -86,6 +94,7 @@ pub(crate) async fn tail(
             if info.consumer != durable.consumer {
                 continue;
             }
+            delivered += 1;
             match audit::read(&message.subject, message.headers.as_ref(), &message.payload) {
                 Ok(read) if wanted(&read, action.as_deref(), &options) => {
                     write_event(out, &read, options.json)?;

@@ -49,6 +49,7 @@ async def subscribe(fleet, js, args, on_message, state):
     request = audit.OpenDurableRequest(name=args.durable, filter=args.filter, start_ms=args.since_ms)
     durable = await fleet.call(fleet.auditor_subject("durable", "open"), request, audit.AuditDurable)
     state["consumer"] = durable.consumer
+    state["pending"] = durable.pending
     config = js_api.ConsumerConfig(
         durable_name=durable.consumer,
         deliver_subject=durable.deliver_subject,
@@ -73,7 +74,8 @@ async def run(args):
     stop = asyncio.Event()
     activity = asyncio.Event()
     written = 0
-    state = {"consumer": None}
+    # The durable's consumer name, and how many events were waiting when it was opened.
+    state = {"consumer": None, "pending": 0}
 
     async def on_message(msg):
         nonlocal written
@@ -82,6 +84,7 @@ async def run(args):
         # nobody else knows our durable's consumer name, which every reply subject carries.
         if consumer and msg.metadata.consumer != consumer:
             return
+        state["pending"] -= 1
         out.write(json.dumps(json_line(msg)) + "\n")
         out.flush()
         written += 1
@@ -92,14 +95,20 @@ async def run(args):
             stop.set()
 
     loop = asyncio.get_running_loop()
+    def on_signal():
+        stop.set()
+        activity.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         sub = await subscribe(fleet, js, args, on_message, state)
         while not stop.is_set():
             activity.clear()
+            # --idle counts only once the events waiting at the start have arrived.
+            idle = args.idle and (max(args.idle, 10) if state["pending"] > 0 else args.idle)
             try:
-                await asyncio.wait_for(activity.wait(), timeout=args.idle or None)
+                await asyncio.wait_for(activity.wait(), timeout=idle or None)
             except asyncio.TimeoutError:
                 break
         await sub.unsubscribe()
