@@ -217,7 +217,10 @@ mod tests {
             ..Default::default()
         };
         let h = ce_headers(&event, "fleetbus://hub\r\nX: y");
-        assert_eq!(h.get(CE_TYPE).unwrap().as_str(), "io.fleetbus.proxy.request");
+        assert_eq!(
+            h.get(CE_TYPE).unwrap().as_str(),
+            "io.fleetbus.proxy.request"
+        );
         assert_eq!(h.get(CE_SOURCE).unwrap().as_str(), "fleetbus://hubX: y");
         assert_eq!(h.get(CE_SUBJECT).unwrap().as_str(), "");
     }

@@ -82,7 +82,10 @@ pub fn api_selector(endpoint: ApiEndpoint, reply: bool) -> u8 {
 /// The endpoint a selector names, and whether it is the reply.
 pub fn api_from(selector: u8) -> (ApiEndpoint, bool) {
     let all = ApiEndpoint::ALL;
-    (all[usize::from(selector / 2) % all.len()], selector % 2 == 1)
+    (
+        all[usize::from(selector / 2) % all.len()],
+        selector % 2 == 1,
+    )
 }
 
 /// The messages between spoke and hub outside the hub API.

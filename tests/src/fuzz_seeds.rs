@@ -10,7 +10,9 @@ use std::path::Path;
 use async_nats::{ConnectOptions, HeaderMap, Message};
 use bytes::Bytes;
 use fleetbus_nats::callout::AUTH_SUBJECT;
-use fleetbus_schema::v1::{JoinReply, JoinRequest, RenewReply, RenewRequest, TokenReply, TokenReport};
+use fleetbus_schema::v1::{
+    JoinReply, JoinRequest, RenewReply, RenewRequest, TokenReply, TokenReport,
+};
 use fleetbus_schema::{ApiEndpoint, ClusterName, HubTopic, Identity, Subjects};
 use futures::StreamExt;
 use prost::Message as _;
@@ -156,7 +158,11 @@ pub fn sort(recorded: &Recorded, subjects: &Subjects, seeds: &mut Seeds) {
                 let reply = reply_to.is_some();
                 let payload = mask_api(endpoint, reply, &m.payload);
                 let selector = api_selector(endpoint, reply);
-                seeds.add("hub_api", selector.to_string(), encode_selected(selector, &payload));
+                seeds.add(
+                    "hub_api",
+                    selector.to_string(),
+                    encode_selected(selector, &payload),
+                );
             }
             Some(Asked::Spoke(message)) => {
                 let payload = mask_spoke(message, &m.payload);
@@ -189,7 +195,9 @@ fn request(subjects: &Subjects, subject: &str) -> Option<Asked> {
         return Some(Asked::Spoke(SpokeMessage::JoinRequest));
     }
     if let Some(cluster) = subjects.hub_sender(subject) {
-        let topic = TOPICS.into_iter().find(|t| subjects.hub(&cluster, *t) == subject)?;
+        let topic = TOPICS
+            .into_iter()
+            .find(|t| subjects.hub(&cluster, *t) == subject)?;
         return Some(Asked::Spoke(SpokeMessage::on(topic, false)));
     }
     if let Some(cluster) = subject
@@ -277,7 +285,10 @@ fn mask_spoke(message: SpokeMessage, payload: &[u8]) -> Vec<u8> {
 fn masked(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, values) in headers.iter() {
-        let secret = name.to_string().to_ascii_lowercase().contains("authorization");
+        let secret = name
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("authorization");
         for value in values {
             let text = value.as_str();
             let clean = match text.strip_prefix("Bearer ") {

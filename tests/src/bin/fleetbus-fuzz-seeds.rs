@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetbus_schema::v1::ConditionStatus;
-use fleetbus_tests::{Fleet, eventually};
 use fleetbus_tests::fuzz_seeds::{Recorder, Seeds, sort};
 use fleetbus_tests::works::create_work;
+use fleetbus_tests::{Fleet, eventually};
 
-const RULES: &str = "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n";
+const RULES: &str =
+    "- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get, list, watch]\n";
 
 const DEP_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -123,7 +124,15 @@ async fn drive(
     for args in [
         &["get", "clusters", "-o", "yaml"][..],
         &["get", "work", "-o", "json"],
-        &["get", "work", "strategies", "--cluster", "cluster1", "-o", "yaml"],
+        &[
+            "get",
+            "work",
+            "strategies",
+            "--cluster",
+            "cluster1",
+            "-o",
+            "yaml",
+        ],
         &["get", "msa"],
         &["get", "token", "dep", "--cluster", "cluster1"],
         &["grant", "alice", "--cluster", "cluster1", "--msa", "dep"],
