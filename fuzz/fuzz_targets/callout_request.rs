@@ -29,8 +29,7 @@ impl Authorizer for AdmitAll {
 static CALLOUT: OnceLock<Callout<AdmitAll>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let callout = CALLOUT.get_or_init(|| {
-        Callout::new(nkeys::KeyPair::new_account(), Subjects::default(), AdmitAll)
-    });
+    let callout = CALLOUT
+        .get_or_init(|| Callout::new(nkeys::KeyPair::new_account(), Subjects::default(), AdmitAll));
     let _ = futures::executor::block_on(callout.answer(data));
 });

@@ -32,7 +32,10 @@ fn request(endpoint: E, payload: &[u8]) {
             }
         }
         E::ClustersAccept | E::ClustersDeny | E::ClustersDelete => {
-            for name in ClusterNames::decode(payload).map(|r| r.names).unwrap_or_default() {
+            for name in ClusterNames::decode(payload)
+                .map(|r| r.names)
+                .unwrap_or_default()
+            {
                 let _ = ClusterName::new(name);
             }
         }

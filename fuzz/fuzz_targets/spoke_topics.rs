@@ -70,7 +70,12 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(desired) = DesiredState::decode(payload) {
                 for msa in &desired.service_accounts {
                     let s = msa.status.clone().unwrap_or_default();
-                    fleetbus_spoke::tokens::refresh_delay(NOW, s.last_refresh_ms, s.expiration_ms, 0.8);
+                    fleetbus_spoke::tokens::refresh_delay(
+                        NOW,
+                        s.last_refresh_ms,
+                        s.expiration_ms,
+                        0.8,
+                    );
                 }
                 for work in &desired.works {
                     if let Some(m) = &work.manifests {

@@ -25,11 +25,18 @@ const MIN_REFRESH: Duration = Duration::from_secs(10);
 
 /// When to refresh a token issued at `issued_ms` that expires at `expiration_ms`: after
 /// `fraction` of its *actual* lifetime (the apiserver may shorten what was asked).
+/// The times come from the apiserver or, after a restart, from the hub, so the arithmetic
+/// saturates instead of overflowing.
 pub fn refresh_delay(now_ms: i64, issued_ms: i64, expiration_ms: i64, fraction: f64) -> Duration {
-    let lifetime = (expiration_ms - issued_ms).max(0) as f64;
-    let at = issued_ms + (lifetime * fraction) as i64;
-    Duration::from_millis((at - now_ms).max(0) as u64)
+    let lifetime = expiration_ms.saturating_sub(issued_ms).max(0) as f64;
+    let at = issued_ms.saturating_add((lifetime * fraction) as i64);
+    Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64)
         .max(MIN_REFRESH.min(Duration::from_millis(lifetime as u64 / 2)))
+}
+
+/// `at_ms` plus `delay`, saturating.
+fn after(at_ms: i64, delay: Duration) -> i64 {
+    at_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct Tracked {
@@ -143,7 +150,7 @@ async fn reconcile_one(
                 expiration_ms: issued.expiration_ms,
                 ..Default::default()
             };
-            (report, now_ms() + delay.as_millis() as i64)
+            (report, after(now_ms(), delay))
         }
         Err(failure) => {
             tracing::warn!(reason = failure.reason, message = %failure.message, "managed service account failed");
@@ -154,14 +161,14 @@ async fn reconcile_one(
                 error_message: failure.message,
                 ..Default::default()
             };
-            (report, now_ms() + RETRY.as_millis() as i64)
+            (report, after(now_ms(), RETRY))
         }
     };
     match send_report(client, config, &report).await {
         Ok(()) => due,
         Err(e) => {
             tracing::warn!(error = %e, "token report not delivered; retrying");
-            now_ms() + RETRY.as_millis() as i64
+            after(now_ms(), RETRY)
         }
     }
 }
@@ -181,7 +188,7 @@ fn due_ms(msa: &ManagedServiceAccount, tracked: Option<&Tracked>, fraction: f64)
             status.expiration_ms,
             fraction,
         );
-        return status.last_refresh_ms + delay.as_millis() as i64;
+        return after(status.last_refresh_ms, delay);
     }
     0
 }
@@ -240,6 +247,16 @@ mod tests {
         );
         // Past the point: refresh soon, but never in a tight loop.
         assert_eq!(refresh_delay(59 * 60_000, 0, HOUR, 0.8), MIN_REFRESH);
+    }
+
+    #[test]
+    fn extreme_times_saturate_instead_of_overflowing() {
+        assert!(refresh_delay(0, i64::MIN + 1, i64::MAX, 0.8) >= MIN_REFRESH);
+        assert_eq!(
+            refresh_delay(i64::MIN, 0, HOUR, 0.8),
+            Duration::from_millis(i64::MAX as u64)
+        );
+        assert_eq!(after(i64::MAX - 1, Duration::from_secs(10)), i64::MAX);
     }
 
     #[tokio::test(start_paused = true)]

@@ -142,7 +142,10 @@ pub fn put_http_headers(h: &mut HeaderMap, http: &http::HeaderMap) -> Result<(),
         if tunnel::is_hop_by_hop(name.as_str()) {
             continue;
         }
-        let Ok(value) = value.to_str() else { continue };
+        // UTF-8, as NATS headers carry it (and as `take_http_headers` accepts it).
+        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+            continue;
+        };
         let Ok(nats_value) = value.parse::<HeaderValue>() else {
             continue;
         };
@@ -249,6 +252,19 @@ mod tests {
         assert_eq!(back.get("accept").unwrap(), "application/json");
         assert_eq!(back.get_all("x-multi").iter().count(), 2);
         assert!(back.get("connection").is_none() && back.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn utf8_header_values_survive_the_round_trip() {
+        let mut h = HeaderMap::new();
+        h.insert("Fb-H-X-Name", "caf\u{e9}");
+        let http = take_http_headers(&h).unwrap();
+        let mut back = HeaderMap::new();
+        put_http_headers(&mut back, &http).unwrap();
+        assert_eq!(
+            back.get("Fb-H-x-name").map(|v| v.as_str()),
+            Some("caf\u{e9}")
+        );
     }
 
     #[test]
