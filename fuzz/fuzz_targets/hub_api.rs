@@ -87,6 +87,17 @@ fn request(endpoint: E, payload: &[u8]) {
                 page::limit(r.limit);
             }
         }
+        E::ClustersLabel => drop(ClusterLabelRequest::decode(payload)),
+        E::ClusterSetAssign => drop(ClusterSetAssignment::decode(payload)),
+        E::PlacementCreate => drop(CreatePlacementRequest::decode(payload)),
+        E::WorkSetCreate => drop(CreateWorkSetRequest::decode(payload)),
+        E::ClusterSetCreate
+        | E::ClusterSetDelete
+        | E::PlacementGet
+        | E::PlacementDelete
+        | E::WorkSetGet
+        | E::WorkSetDelete => drop(ObjectRef::decode(payload)),
+        E::ClusterSetList | E::PlacementList | E::WorkSetList => drop(Empty::decode(payload)),
     }
 }
 
@@ -132,5 +143,14 @@ fn reply(endpoint: E, payload: &[u8]) {
                 let _ = serde_json::to_string(&work::shape::list(&list.items));
             }
         }
+        E::ClustersLabel => drop(Cluster::decode(payload)),
+        E::ClusterSetCreate => drop(ClusterSet::decode(payload)),
+        E::ClusterSetList => drop(ClusterSetList::decode(payload)),
+        E::ClusterSetDelete | E::PlacementDelete => drop(Empty::decode(payload)),
+        E::ClusterSetAssign => drop(ClusterNames::decode(payload)),
+        E::PlacementCreate | E::PlacementGet => drop(Placement::decode(payload)),
+        E::PlacementList => drop(PlacementList::decode(payload)),
+        E::WorkSetCreate | E::WorkSetGet | E::WorkSetDelete => drop(WorkSet::decode(payload)),
+        E::WorkSetList => drop(WorkSetList::decode(payload)),
     }
 }
