@@ -40,6 +40,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$WORK"
+# The README's session writes .fleetbus/compose/; a developer's own is put back at the end.
+rm -rf "$WORK/own-compose-dir"
+[ ! -d "$REPO/.fleetbus/compose" ] || mv "$REPO/.fleetbus/compose" "$WORK/own-compose-dir"
 dockerd_pid=""
 # dockerd turns on IP forwarding host-wide; put back what the machine had.
 ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo "")
@@ -54,7 +57,8 @@ cleanup() {
     for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
     [ -n "$ip_forward" ] && echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward
   fi
-  rm -rf "$WORK/rootfs" "$WORK/ctx"
+  rm -rf "$WORK/rootfs" "$WORK/ctx" "$REPO/.fleetbus/compose"
+  [ ! -d "$WORK/own-compose-dir" ] || mv "$WORK/own-compose-dir" "$REPO/.fleetbus/compose"
 }
 trap cleanup EXIT
 
@@ -109,8 +113,10 @@ DOCKER_BUILDKIT=0 docker build -q --network none -f "$REPO/Dockerfile" --target 
 rootfs "$WORK/rootfs" usr/local/bin "$FLEETBUS_NATS_SERVER"
 import "$WORK/rootfs" fleetbus-test/nats:local 'WORKDIR /etc/nats'
 
-rootfs "$WORK/rootfs" usr/local/bin "$FLEETBUS_KUBE_BIN/kube-apiserver" "$FLEETBUS_ETCD"
+rootfs "$WORK/rootfs" usr/local/bin "$FLEETBUS_ETCD" "$(readlink -f "$(command -v kubectl)")" \
+  "$FLEETBUS_KUBE_BIN"/{kube-apiserver,kube-controller-manager,kube-scheduler}
 c=$WORK/rootfs/etc/cluster; mkdir -p "$c"
+cp cli/src/local/demo.yaml "$c/demo.yaml"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=cluster-ca -keyout "$c/ca.key" -out "$c/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout "$c/apiserver.key" -out "$c/apiserver.csr" 2>/dev/null
 printf 'subjectAltName=DNS:k3s-1,DNS:k3s-2,DNS:localhost,DNS:kubernetes.default.svc,IP:127.0.0.1\n' >"$c/san.ext"
@@ -149,51 +155,57 @@ FLEETBUS_CLUSTER_IMAGE=fleetbus-test/cluster:local
 FLEETBUS_CLUSTER_PRIVILEGED=false
 ENV
 dc() { docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" "$@"; }
-
-t0=$SECONDS
-say "docker-compose up -d"
-dc up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; die "docker-compose up failed"; }
 hub() { dc exec -T hub fleetbus "$@"; }
 clusters_are() { # clusters_are WORD: both clusters' lines contain WORD
   local out; out=$(hub get clusters 2>/dev/null) || return 1
   echo "$out" | grep -E '^cluster1 .*'"$1" >/dev/null && echo "$out" | grep -E '^cluster2 .*'"$1" >/dev/null
 }
+
+# The README's compose session, line for line, in a shell whose `docker compose` is this
+# project's docker-compose (images built above, so --build becomes --no-build; no TTY for exec).
+session=$(awk '/^### With Docker Compose/ {s = 1} s && /^```console/ {c = 1; next} c && /^```/ {exit} c' README.md | sed 's/^\$ //')
+[ -n "$session" ] || die "no console session under \"### With Docker Compose\" in README.md"
+up_part=${session%%docker compose exec hub fleetbus accept*}
+rest_part=${session#"$up_part"}
+readme_shell() { # readme_shell SCRIPT: runs it with the docker shim, output in $WORK/session.out
+  PROJECT=$PROJECT REPO=$REPO WORK=$WORK bash -c '
+    docker() {
+      if [ "${1:-}" != compose ]; then command docker "$@"; return; fi
+      shift
+      local a args=()
+      for a in "$@"; do case $a in --build) args+=(--no-build) ;; *) args+=("$a") ;; esac; done
+      [ "${args[0]}" != exec ] || args=(exec -T "${args[@]:1}")
+      docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" "${args[@]}"
+    }
+    export COMPOSE="docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env"
+    export CARGO_TARGET_DIR='"${CARGO_TARGET_DIR:-$REPO/target}"'
+    '"$1" >>"$WORK/session.out" 2>&1
+}
+: >"$WORK/session.out"
+
+t0=$SECONDS
+say "the README's session: docker compose up"
+check "README: up and get clusters" readme_shell "set -e; $up_part"
 check "both spokes ask to join (pending)" eventually 120 clusters_are pending
 start_s=$((SECONDS - t0))
 
 t0=$SECONDS
-check "accept cluster1 cluster2" hub accept cluster1 cluster2
+say "the README's session: accept, the seed's example"
+readme_shell "$rest_part" && status=0 || status=$?
+session_says() { grep -q -- "$1" "$WORK/session.out" || { echo "not in the session's output: $1"; cat "$WORK/session.out"; return 1; }; }
+check "README: accept cluster1 cluster2" session_says "cluster cluster2 accepted"
+check "README: msa dep" session_says "managedserviceaccount dep created on cluster cluster1"
+check "README: work dep-role applied" session_says "manifestwork dep-role applied on cluster cluster1"
+check "README: work dep-rolebinding applied" session_says "manifestwork dep-rolebinding applied on cluster cluster1"
+check "README: get deployments -A lists demo/hello" grep -Eq '^demo +hello ' "$WORK/session.out"
+check "README: get pods -A prints the apiserver's Forbidden and fails" sh -c "[ $status != 0 ] && grep -q 'Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:open-cluster-management-managed-serviceaccount:dep\" cannot list resource \"pods\"' '$WORK/session.out'"
 check "both clusters Available" eventually 90 clusters_are 'true +True'
-check "create msa dep" hub create msa dep --cluster cluster1
-check "work dep-role applied" sh -c "docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env exec -T hub fleetbus create work dep-role --cluster cluster1 --wait -f - <<'W'
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: dep-role}
-rules: [{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}]
-W"
-check "work dep-rolebinding applied" sh -c "docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env exec -T hub fleetbus create work dep-rolebinding --cluster cluster1 --wait -f - <<'W'
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: dep-rolebinding}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dep-role}
-subjects: [{kind: ServiceAccount, name: dep, namespace: open-cluster-management-managed-serviceaccount}]
-W"
 
-# The host-side CLI: the admin identity out of the project, nats on localhost:4222.
-COMPOSE="docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env" \
-  FLEETBUS_COMPOSE_DIR=$WORK/host scripts/compose-env.sh >/dev/null
+# The host's CLI, as the README's env file set it up.
 # shellcheck disable=SC1091
-. "$WORK/host/env.sh"
-export PATH=$REPO/$BIN:$PATH
-[[ $BIN = /* ]] && export PATH=$BIN:$PATH
-check "fleetbus get clusters from the host" sh -c 'fleetbus get clusters | grep -q "^cluster1 "'
-check "proxy kubectl get deployments -A (as dep)" eventually 30 fleetbus proxy kubectl --cluster cluster1 --sa dep -- get deployments -A
-forbidden() {
-  local out; out=$(fleetbus proxy kubectl --cluster cluster1 --sa dep -- get pods -A 2>&1) && return 1
-  echo "$out"
-  echo "$out" | grep -q 'Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:open-cluster-management-managed-serviceaccount:dep" cannot list resource "pods"'
-}
-check "proxy kubectl get pods -A is Forbidden by the apiserver" forbidden
+. "$REPO/.fleetbus/compose/env.sh"
+tunnel() { fleetbus proxy kubectl --cluster cluster1 --sa dep -- get deployments -A; }
+works_applied() { local out; out=$(fleetbus get work) && echo "$out" | grep -Eq '^dep-role +cluster1 +1 +True' && echo "$out" | grep -Eq '^dep-rolebinding +cluster1 +1 +True'; }
 
 ip_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$(dc ps -q "$1")"; }
 cannot_reach() { ! dc exec -T hub timeout 5 nc -w 3 "$1" 6443 </dev/null; }
@@ -205,20 +217,40 @@ for n in 1 2; do
 done
 
 # Certificates and nats-auth.conf (the auth callout's public nkeys) are public by design.
-modes_ok() { # no other file readable by others in the pki, bootstrap and spoke volumes
+modes_ok() { # nothing else readable by others in any volume
   local bad
-  bad=$(dc exec -T hub sh -c 'find /pki -type f -perm -004 ! -name "*.crt" ! -name nats-auth.conf'; \
-        dc exec -T spoke-1 sh -c 'find /bootstrap/ /var/lib/fleetbus-spoke -type f -perm -004 ! -name "*.crt" ! -name kubeconfig')
+  bad=$(dc exec -T hub sh -c 'find /pki -type f -perm -004 ! -name "*.crt" ! -name nats-auth.conf'
+    for n in 1 2; do
+      dc exec -T "spoke-$n" sh -c 'find /bootstrap/ /kube/ /var/lib/fleetbus-spoke -type f -perm -004 ! -name "*.crt"'
+    done)
   [ -z "$bad" ] || { echo "world-readable: $bad"; return 1; }
 }
-check "no key or token world-readable in pki, bootstrap or spoke volumes" modes_ok
+check "no key, token or kubeconfig world-readable in any volume" modes_ok
 
-say "restarts"
-dc up -d --no-build >>"$WORK/up.log" 2>&1
+say "faults and restarts"
+dc stop nats >/dev/null 2>&1
+sleep 10
+dc start nats >/dev/null 2>&1
+check "nats stopped for 10 s: both clusters Available again" eventually 90 clusters_are 'true +True'
+check "nats stopped for 10 s: the works are still applied" eventually 30 works_applied
+check "nats stopped for 10 s: the tunnel works" eventually 30 tunnel
+dc up -d --no-build >"$WORK/up.log" 2>&1
 check "a second up keeps the accepted clusters" eventually 60 clusters_are 'true +True'
 dc restart spoke-1 >/dev/null 2>&1
 check "a restarted spoke rejoins with its identity (no pending)" eventually 60 clusters_are 'true +True'
-check "and the tunnel works again" eventually 30 fleetbus proxy kubectl --cluster cluster1 --sa dep -- get deployments -A
+check "and the tunnel works again" eventually 30 tunnel
+
+no_engine() { # no_engine DOCKER_HOST PATH EXPECTED: compose-env.sh fails with one clear line
+  local out
+  out=$(DOCKER_HOST=$1 PATH=$2 COMPOSE='' "$REPO/scripts/compose-env.sh" 2>&1) && { echo "succeeded: $out"; return 1; }
+  echo "$out"
+  [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "$3"
+}
+nodocker=$WORK/no-docker-bin
+mkdir -p "$nodocker"
+for tool in bash dirname; do ln -sf "$(command -v $tool)" "$nodocker/$tool"; done
+check "compose-env.sh without docker says so" no_engine "$DOCKER_HOST" "$nodocker" "docker is not installed"
+check "compose-env.sh without an engine says so" no_engine unix://$WORK/none.sock "$PATH" "the Docker engine is not running"
 scenario_s=$((SECONDS - t0))
 
 say "docker-compose down -v"

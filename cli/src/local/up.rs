@@ -41,31 +41,12 @@ pub struct LocalUpArgs {
     pub nodes: bool,
 }
 
-/// The demo workload each cluster with a node runs: real pods that log.
 /// How long the hub and spokes may take to stop after SIGTERM (the spoke's own grace period is
 /// 10 s) before they are killed.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
-const DEMO: &str = r#"apiVersion: v1
-kind: Namespace
-metadata: {name: demo}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello, namespace: demo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: hello}}
-  template:
-    metadata: {labels: {app: hello}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: hello
-        image: local/busybox:1
-        imagePullPolicy: Never
-        command: [sh, -c, 'while true; do echo "hello from $(hostname) at $(date -u +%T)"; sleep 5; done']
-"#;
+/// The demo workload each cluster with a node runs: real pods that log.
+const DEMO: &str = include_str!("demo.yaml");
 
 /// Starts everything, prints what to run next, waits for Ctrl-C.
 pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> {
