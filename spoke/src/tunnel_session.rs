@@ -4,14 +4,12 @@
 //! it, the command's exit code.
 
 use async_nats::Message;
-use bytes::Bytes;
-use fleetbus_nats::tunnel::{Route, Sender, SeqCheck};
-use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_nats::tunnel::{Head, Route, Sender, SeqCheck};
 use fleetbus_schema::v1::AuditSession;
 use hyper_util::rt::TokioIo;
 
 use crate::exit_code::ExitCode;
-use crate::tunnel_stream::{Outcome, StreamContext, error_chain};
+use crate::tunnel_stream::{Outcome, StreamContext, error_chain, fail, send_head};
 
 /// What the audit event records about a session.
 #[derive(Debug, Default, PartialEq)]
@@ -79,7 +77,7 @@ impl Session {
 pub(crate) async fn relay(
     ctx: &StreamContext,
     out: &mut Sender,
-    mut head: async_nats::HeaderMap,
+    mut head: Head,
     response: http::Response<hyper::body::Incoming>,
     mut inbound: Route<Message>,
     mut seq: SeqCheck,
@@ -92,27 +90,21 @@ pub(crate) async fn relay(
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
     let Some(protocol) = protocol else {
-        let message = "the kube-apiserver answered 101 without an Upgrade header".to_owned();
-        out.error(502, &message).await;
-        return Outcome::failed(502, message);
+        let message = "the kube-apiserver answered 101 without an Upgrade header";
+        return fail(out, 502, message.into()).await;
     };
-    if fleetbus_nats::tunnel::insert(&mut head, tunnel::UPGRADE, &protocol).is_err() {
-        let message = "the kube-apiserver upgraded to an unusable protocol name".to_owned();
-        out.error(502, &message).await;
-        return Outcome::failed(502, message);
-    }
     let mut exit = ExitCode::for_protocol(&protocol, response.headers());
+    head.upgrade = Some(protocol.clone());
     session.protocol = protocol;
     let upgraded = hyper::upgrade::on(response);
-    if !out.send(FrameKind::Head, head, Bytes::new()).await {
-        return Outcome::failed(499, "the client went away");
+    if let Err(outcome) = send_head(out, head).await {
+        return outcome;
     }
     let io = match upgraded.await {
         Ok(io) => TokioIo::new(io),
         Err(e) => {
             let message = format!("the upgraded connection failed: {}", error_chain(&e));
-            out.error(502, &message).await;
-            return Outcome::failed(502, message);
+            return fail(out, 502, message).await;
         }
     };
     let relayed =

@@ -3,8 +3,8 @@
 
 use async_nats::Message;
 use bytes::Bytes;
-use fleetbus_nats::tunnel::{self as frames, Frame, FrameError, Route, Sender, SeqCheck};
-use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_nats::tunnel::{Frame, FrameError, Head, Open, Route, SendError, Sender, SeqCheck};
+use fleetbus_schema::tunnel;
 use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -58,30 +58,44 @@ impl Outcome {
 }
 
 /// Sends an error frame and returns the outcome it stands for.
-async fn fail(out: &mut Sender, code: u16, message: String) -> Outcome {
-    out.error(code, &message).await;
+pub(crate) async fn fail(out: &mut Sender, code: u16, message: String) -> Outcome {
+    let error = Frame::Error {
+        code,
+        message: message.clone(),
+    };
+    let _ = out.send(error).await;
     Outcome::failed(code, message)
+}
+
+/// Sends the response head; a head that cannot be encoded fails the stream.
+pub(crate) async fn send_head(out: &mut Sender, head: Head) -> Result<(), Outcome> {
+    match out.send(Frame::Head(head)).await {
+        Ok(()) => Ok(()),
+        Err(SendError::Frame(e)) => Err(fail(out, 502, e.to_string()).await),
+        Err(SendError::Publish(_)) => Err(Outcome::failed(499, "the client went away")),
+    }
 }
 
 /// Serves one stream to its end and records it as an audit event.
 pub async fn serve_stream(ctx: StreamContext, open: Message, inbound: Route<Message>) {
     let started = Instant::now();
     let mut out = Sender::new(ctx.client.clone(), ctx.reply.to_string(), 0);
-    let open = match Frame::parse(open.headers.as_ref(), open.payload) {
-        Ok(open) => open,
-        Err(e) => {
-            out.error(400, &format!("bad open frame: {e}")).await;
+    let mut seq = SeqCheck::default();
+    let open = match seq.decode(open.headers.as_ref(), open.payload) {
+        Ok(Frame::Open(open)) => open,
+        other => {
+            let why = other.map_or_else(
+                |e| e.to_string(),
+                |f| format!("a {} frame", f.kind().as_str()),
+            );
+            fail(&mut out, 400, format!("bad open frame: {why}")).await;
             return;
         }
     };
-    let request_id = open.header(tunnel::REQUEST_ID).unwrap_or("-").to_owned();
-    let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
-    let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
-    let service_account = open
-        .header(tunnel::SERVICE_ACCOUNT)
-        .unwrap_or("")
-        .to_owned();
-    let outcome = run_stream(&ctx, &mut out, open, inbound, &request_id).await;
+    let request_id = open.request_id.clone();
+    let (method, path) = (open.method.clone(), open.path.clone());
+    let service_account = open.service_account.clone().unwrap_or_default();
+    let outcome = run_stream(&ctx, &mut out, open, inbound, seq, &request_id).await;
     let latency = started.elapsed();
     tracing::info!(%method, %path, status = outcome.code, bytes = outcome.bytes, latency_ms = latency.as_millis() as u64, request_id = %request_id, "proxied request");
     let m = &ctx.stats.metrics;
@@ -132,40 +146,32 @@ pub async fn serve_stream(ctx: StreamContext, open: Message, inbound: Route<Mess
 async fn run_stream(
     ctx: &StreamContext,
     out: &mut Sender,
-    open: Frame,
+    mut open: Open,
     mut inbound: Route<Message>,
+    mut seq: SeqCheck,
     request_id: &str,
 ) -> Outcome {
-    let mut seq = SeqCheck::default();
-    if seq.check(open.seq).is_err() {
-        return fail(out, 400, "bad open frame".into()).await;
-    }
+    let ready = || Frame::Ready {
+        upstream: ctx.upstream_subject.clone(),
+    };
     // Only a streamed request body needs the upstream subject before the response head.
-    let streamed = open.header(tunnel::BODY) == Ok("stream");
+    let streamed = open.body.is_none();
     if streamed {
-        let mut ready = async_nats::HeaderMap::new();
-        ready.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
-        if !out.send(FrameKind::Ready, ready, Bytes::new()).await {
+        if out.send(ready()).await.is_err() {
             return Outcome::failed(499, "the client went away");
         }
-    }
-    let method = open.header(tunnel::METHOD).unwrap_or("").to_owned();
-    let path = open.header(tunnel::PATH).unwrap_or("").to_owned();
-    let upgrade = open.header(tunnel::UPGRADE).ok().map(str::to_owned);
-    let body = if streamed {
         match receive_body(&mut inbound, &mut seq, &ctx.stop).await {
-            Ok(body) => body,
+            Ok(body) => open.body = Some(body),
             Err((code, message)) => return fail(out, code, message).await,
         }
-    } else {
-        open.payload.clone()
-    };
-    let request = match build_request(&open, &method, &path, request_id, upgrade.as_deref(), body) {
+    }
+    let (path, upgrade) = (open.path.clone(), open.upgrade.is_some());
+    let request = match build_request(open) {
         Ok(request) => request,
         Err(message) => return fail(out, 400, message).await,
     };
     // Wait for the apiserver, but not past a cancel or a silent client.
-    let send = ctx.upstream.send(request, upgrade.is_some());
+    let send = ctx.upstream.send(request, upgrade);
     tokio::pin!(send);
     let mut last_client = Instant::now();
     // A slow apiserver: tell the client this stream is alive (ready), then keep it alive.
@@ -181,19 +187,13 @@ async fn run_stream(
             () = ctx.stop.cancelled() => return fail(out, 503, "the spoke is shutting down".into()).await,
             result = &mut send => break result,
             () = sleep_until(alive_at) => {
-                let (kind, mut headers) = if acked {
-                    (FrameKind::Keepalive, async_nats::HeaderMap::new())
-                } else {
-                    let mut h = async_nats::HeaderMap::new();
-                    h.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
-                    (FrameKind::Ready, h)
-                };
+                let frame = if acked { Frame::Keepalive } else { ready() };
                 acked = true;
-                if !out.send(kind, std::mem::take(&mut headers), Bytes::new()).await {
+                if out.send(frame).await.is_err() {
                     return Outcome::failed(499, "the client went away");
                 }
             }
-            frame = inbound.frame() => match control(frame, &mut seq) {
+            frame = inbound.frame(&mut seq) => match control(frame) {
                 Ok(None) => last_client = Instant::now(),
                 Ok(Some(_)) | Err(_) => return Outcome::failed(499, "cancelled by the client"),
             },
@@ -208,50 +208,37 @@ async fn run_stream(
         }
     };
     let status = response.status();
-    let mut head = async_nats::HeaderMap::new();
-    head.insert(tunnel::STATUS, status.as_str());
-    head.insert(tunnel::UPSTREAM, ctx.upstream_subject.as_str());
-    if let Err(e) = frames::put_http_headers(&mut head, response.headers()) {
-        return fail(out, 502, e.to_string()).await;
-    }
+    let mut head = Head {
+        status,
+        headers: response.headers().clone(),
+        upstream: ctx.upstream_subject.clone(),
+        ..Head::default()
+    };
     if status == http::StatusCode::SWITCHING_PROTOCOLS {
         let session = Session::new(&path);
         return tunnel_session::relay(ctx, out, head, response, inbound, seq, session).await;
     }
     // A small body of known length travels with the head: one message instead of three.
-    if is_small(&response) {
-        let body = match tokio::time::timeout(tunnel::IDLE_TIMEOUT, response.into_body().collect())
-            .await
-        {
-            Ok(Ok(body)) => body.to_bytes(),
+    let rest = if is_small(&response) {
+        match tokio::time::timeout(tunnel::IDLE_TIMEOUT, response.into_body().collect()).await {
+            Ok(Ok(body)) => head.body = Some(body.to_bytes()),
             _ => return fail(out, 502, "the kube-apiserver response broke off".into()).await,
-        };
-        head.insert(tunnel::COMPLETE, "true");
-        let bytes = body.len() as u64;
-        if !out.send(FrameKind::Head, head, body).await {
-            return Outcome::failed(499, "the client went away");
         }
-        return Outcome {
-            code: status.as_u16(),
-            bytes,
-            message: String::new(),
-            session: None,
-        };
+        None
+    } else {
+        Some(response.into_body())
+    };
+    let inline = head.body.as_ref().map_or(0, |body| body.len() as u64);
+    if let Err(outcome) = send_head(out, head).await {
+        return outcome;
     }
-    if !out.send(FrameKind::Head, head, Bytes::new()).await {
-        return Outcome::failed(499, "the client went away");
-    }
-    let body = response.into_body();
-    let bytes = stream_body(
-        ctx,
-        out,
-        &mut inbound,
-        &mut seq,
-        body,
-        last_client,
-        request_id,
-    )
-    .await;
+    let bytes = match rest {
+        None => inline,
+        Some(body) => {
+            let (inbound, seq) = (&mut inbound, &mut seq);
+            stream_body(ctx, out, inbound, seq, body, last_client, request_id).await
+        }
+    };
     Outcome {
         code: status.as_u16(),
         bytes,
@@ -273,20 +260,10 @@ fn is_small(response: &http::Response<hyper::body::Incoming>) -> bool {
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for
 /// credit of `n` bytes, `Err` to end the stream (cancel, protocol error, or the client gone).
-fn control(
-    frame: Option<Result<Frame, FrameError>>,
-    seq: &mut SeqCheck,
-) -> Result<Option<usize>, ()> {
-    let frame = frame.ok_or(())?.map_err(|_| ())?;
-    seq.check(frame.seq).map_err(|_| ())?;
-    match frame.kind {
-        FrameKind::Keepalive => Ok(None),
-        FrameKind::Credit => frame
-            .header(tunnel::CREDIT)
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .map(Some)
-            .ok_or(()),
+fn control(frame: Option<Result<Frame, FrameError>>) -> Result<Option<usize>, ()> {
+    match frame {
+        Some(Ok(Frame::Keepalive)) => Ok(None),
+        Some(Ok(Frame::Credit(n))) => Ok(Some(n)),
         _ => Err(()),
     }
 }
@@ -300,27 +277,25 @@ async fn receive_body(
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => return Err((503, "the spoke is shutting down".into())),
-            frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.frame()) => frame,
+            frame = tokio::time::timeout(tunnel::IDLE_TIMEOUT, inbound.frame(seq)) => frame,
         };
         let frame = frame
             .ok()
             .flatten()
             .ok_or((408, "request body not received in time".to_owned()))?
             .map_err(|e| (400, e.to_string()))?;
-        seq.check(frame.seq)
-            .map_err(|e: FrameError| (400, e.to_string()))?;
-        match frame.kind {
-            FrameKind::Data if body.len() + frame.payload.len() <= MAX_REQUEST_BODY => {
-                body.extend_from_slice(&frame.payload)
+        match frame {
+            Frame::Data(data) if body.len() + data.len() <= MAX_REQUEST_BODY => {
+                body.extend_from_slice(&data)
             }
-            FrameKind::Data => {
+            Frame::Data(_) => {
                 return Err((
                     413,
                     format!("request body larger than {MAX_REQUEST_BODY} bytes"),
                 ));
             }
-            FrameKind::Eof => return Ok(body.into()),
-            FrameKind::Keepalive => {}
+            Frame::Eof => return Ok(body.into()),
+            Frame::Keepalive => {}
             _ => {
                 return Err((
                     400,
@@ -331,33 +306,23 @@ async fn receive_body(
     }
 }
 
-fn build_request(
-    open: &Frame,
-    method: &str,
-    path: &str,
-    request_id: &str,
-    upgrade: Option<&str>,
-    body: Bytes,
-) -> Result<http::Request<Full<Bytes>>, String> {
-    if !path.starts_with('/') {
-        return Err(format!("invalid request path {path:?}"));
+fn build_request(open: Open) -> Result<http::Request<Full<Bytes>>, String> {
+    if !open.path.starts_with('/') {
+        return Err(format!("invalid request path {:?}", open.path));
     }
-    let method: http::Method = method
-        .parse()
-        .map_err(|_| format!("invalid method {method:?}"))?;
     let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Full::new(body))
+        .method(open.method)
+        .uri(open.path)
+        .body(Full::new(open.body.unwrap_or_default()))
         .map_err(|e| format!("invalid request: {e}"))?;
-    *request.headers_mut() = frames::take_http_headers(&open.headers).map_err(|e| e.to_string())?;
+    *request.headers_mut() = open.headers;
     // The same id in fleetbus's logs and in the member cluster's audit log.
-    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+    if let Ok(id) = http::HeaderValue::from_str(&open.request_id) {
         request.headers_mut().insert("audit-id", id);
     }
     // An upgrade asks for exactly this: the apiserver reads only the first Connection value.
-    if let Some(upgrade) = upgrade {
-        let value = http::HeaderValue::from_str(upgrade)
+    if let Some(upgrade) = open.upgrade {
+        let value = http::HeaderValue::from_str(&upgrade)
             .map_err(|_| format!("invalid upgrade protocol {upgrade:?}"))?;
         let headers = request.headers_mut();
         headers.insert(http::header::UPGRADE, value);
@@ -394,7 +359,7 @@ async fn stream_body(
                 .min(tunnel::CHUNK)
                 .min(tunnel::WINDOW - in_flight);
             let chunk = pending.split_to(n);
-            if !out.data(chunk).await {
+            if out.send(Frame::Data(chunk)).await.is_err() {
                 tracing::warn!(%request_id, sent, "cannot publish a response frame; stream ends");
                 return sent;
             }
@@ -403,7 +368,7 @@ async fn stream_body(
             sent += n as u64;
         }
         if done && pending.is_empty() {
-            out.frame(FrameKind::End).await;
+            let _ = out.send(Frame::End).await;
             return sent;
         }
         let want_more = pending.is_empty()
@@ -412,9 +377,9 @@ async fn stream_body(
             && frames_in_flight < tunnel::WINDOW_FRAMES;
         let failure = tokio::select! {
             () = ctx.stop.cancelled() => (503, "the spoke is shutting down".to_owned()),
-            frame = inbound.frame() => match frame {
-                Some(Ok(frame)) if frame.kind == FrameKind::Cancel => return sent,
-                frame => match control(frame, seq) {
+            frame = inbound.frame(seq) => match frame {
+                Some(Ok(Frame::Cancel)) => return sent,
+                frame => match control(frame) {
                     Ok(credit) => {
                         if let Some(n) = credit {
                             in_flight = in_flight.saturating_sub(n);
@@ -433,15 +398,16 @@ async fn stream_body(
             },
             () = sleep_until(last_client + tunnel::IDLE_TIMEOUT) => (408, "the client went silent".to_owned()),
             () = sleep_until(out.last_sent() + tunnel::KEEPALIVE) => {
-                if !out.frame(FrameKind::Keepalive).await {
+                if out.send(Frame::Keepalive).await.is_err() {
                     (499, "cannot publish a keepalive".to_owned())
                 } else {
                     continue;
                 }
             }
         };
-        tracing::warn!(%request_id, sent, code = failure.0, cause = %failure.1, "response stream failed");
-        out.error(failure.0, &failure.1).await;
+        let (code, message) = failure;
+        tracing::warn!(%request_id, sent, code, cause = %message, "response stream failed");
+        let _ = out.send(Frame::Error { code, message }).await;
         return sent;
     }
 }

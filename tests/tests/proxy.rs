@@ -455,9 +455,12 @@ async fn the_audit_names_who_sent_a_request_whatever_reply_subject_she_picks() -
     // Under her own name, with a reply subject inside bob's inbox: the spoke refuses to answer,
     // and the audit names alice.
     let client = fleet.nats.connect_as(&as_alice).await?;
-    let mut open = fleetbus_nats::tunnel::headers(fleetbus_schema::tunnel::FrameKind::Open, 0);
-    open.insert(fleetbus_schema::tunnel::METHOD, "GET");
-    open.insert(fleetbus_schema::tunnel::PATH, "/api/v1/namespaces");
+    let open = fleetbus_nats::tunnel::Frame::Open(fleetbus_nats::tunnel::Open {
+        path: "/api/v1/namespaces".into(),
+        request_id: "forged".into(),
+        ..Default::default()
+    });
+    let (open, _) = open.encode(0)?;
     let forged = format!(
         "{}.forged",
         fleet.nats.subjects.inbox(&Identity::User(bob.clone()))

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetbus_nats::tunnel::{self as frames, Frame, Relayed, Sender, SeqCheck};
-use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_nats::tunnel::{
+    self as frames, Frame, FrameError, Head, Open, Relayed, Sender, SeqCheck,
+};
+use fleetbus_schema::tunnel;
 use fleetbus_schema::{ClusterName, Subjects, UserName};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, StreamBody};
@@ -61,7 +63,7 @@ pub struct Tunnel {
     subjects: Subjects,
     cluster: ClusterName,
     user: UserName,
-    service_account: String,
+    service_account: Option<String>,
     mux: std::sync::Arc<tokio::sync::OnceCell<Mux>>,
 }
 
@@ -101,11 +103,11 @@ impl UpgradedStream {
 
 /// A stream whose response head has arrived.
 struct Opened {
-    head: Frame,
+    head: Head,
     replies: Replies,
     seq: SeqCheck,
-    upstream: String,
-    out_seq: u64,
+    /// Frames to the spoke, numbered on from the request body's.
+    out: Sender,
 }
 
 impl Tunnel {
@@ -122,14 +124,14 @@ impl Tunnel {
             subjects,
             cluster,
             user,
-            service_account: String::new(),
+            service_account: None,
             mux: std::sync::Arc::default(),
         }
     }
 
     /// Names the managed service account whose token the requests carry (for audit events).
     pub fn with_service_account(mut self, name: &str) -> Self {
-        self.service_account = name.to_owned();
+        self.service_account = Some(name.to_owned());
         self
     }
 
@@ -141,7 +143,7 @@ impl Tunnel {
         request_id: &str,
     ) -> Result<http::Response<Body>, TunnelError> {
         let opened = self.open(parts, body, request_id, None).await?;
-        self.response(opened, request_id)
+        Ok(opened.into_response(request_id))
     }
 
     /// Sends an upgrade request asking for `protocol` (its `Upgrade` header).
@@ -154,28 +156,33 @@ impl Tunnel {
         let opened = self
             .open(parts, Bytes::new(), request_id, Some(protocol))
             .await?;
-        let (status, mut headers) = status_and_headers(&opened.head)?;
-        if status != http::StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Upgrade::Refused(self.response(opened, request_id)?));
+        if opened.head.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Upgrade::Refused(opened.into_response(request_id)));
         }
-        let protocol = opened
-            .head
-            .header(tunnel::UPGRADE)
-            .ok()
+        let Opened {
+            head,
+            replies,
+            seq,
+            out,
+        } = opened;
+        let protocol = head
+            .upgrade
+            .as_deref()
             .and_then(|p| http::HeaderValue::from_str(p).ok())
             .ok_or_else(|| TunnelError::Protocol("101 without the protocol upgraded to".into()))?;
+        let mut response = http::Response::new(empty());
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        let headers = response.headers_mut();
         headers.insert(http::header::UPGRADE, protocol);
         headers.insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("Upgrade"),
         );
-        let mut response = http::Response::new(empty());
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
         let stream = Box::new(UpgradedStream {
-            out: Sender::new(self.client.clone(), opened.upstream, opened.out_seq),
-            inbound: opened.replies,
-            seq: opened.seq,
+            out,
+            inbound: replies,
+            seq,
         });
         Ok(Upgrade::Accepted(response, stream))
     }
@@ -196,26 +203,26 @@ impl Tunnel {
             .map_err(|e| nats(&e))?;
         let (inbox, mut replies) = mux.register();
         let inline = body.len() <= tunnel::CHUNK;
-        let mut open = frames::headers(FrameKind::Open, 0);
-        open.insert(tunnel::METHOD, parts.method.as_str());
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        frames::insert(&mut open, tunnel::PATH, path)
-            .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-        open.insert(tunnel::REQUEST_ID, request_id);
-        open.insert(tunnel::BODY, if inline { "inline" } else { "stream" });
-        if !self.service_account.is_empty() {
-            frames::insert(&mut open, tunnel::SERVICE_ACCOUNT, &self.service_account)
-                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-        }
-        if let Some(protocol) = upgrade {
-            frames::insert(&mut open, tunnel::UPGRADE, protocol)
-                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-        }
-        frames::put_http_headers(&mut open, &parts.headers).map_err(|e| TunnelError::Remote {
-            code: 431,
-            message: e.to_string(),
+        let open = Frame::Open(Open {
+            method: parts.method.clone(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            request_id: request_id.to_owned(),
+            service_account: self.service_account.clone(),
+            upgrade: upgrade.map(str::to_owned),
+            headers: parts.headers.clone(),
+            body: inline.then(|| body.clone()),
+        });
+        let (open, payload) = open.encode(0).map_err(|e| match e {
+            FrameError::HeadersTooLarge => TunnelError::Remote {
+                code: 431,
+                message: e.to_string(),
+            },
+            e => TunnelError::Protocol(e.to_string()),
         })?;
-        let payload = if inline { body.clone() } else { Bytes::new() };
         self.client
             .publish_with_reply_and_headers(
                 self.subjects.kapi_open(&self.cluster, &self.user),
@@ -226,11 +233,12 @@ impl Tunnel {
             .await
             .map_err(|e| nats(&e))?;
 
+        let protocol = |e: FrameError| TunnelError::Protocol(e.to_string());
         let mut seq = SeqCheck::default();
-        let mut upstream = None;
+        let mut out = None;
         let head = loop {
             // Silence before the first frame means the spoke died; after it, keepalives arrive.
-            let wait = if upstream.is_none() {
+            let wait = if out.is_none() {
                 tunnel::FIRST_FRAME_TIMEOUT
             } else {
                 tunnel::IDLE_TIMEOUT
@@ -244,124 +252,80 @@ impl Tunnel {
             if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                 return Err(TunnelError::Offline(self.cluster.clone()));
             }
-            let frame = Frame::parse(msg.headers.as_ref(), msg.payload)
-                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-            seq.check(frame.seq)
-                .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-            match frame.kind {
-                FrameKind::Ready => {
-                    let subject = frame
-                        .header(tunnel::UPSTREAM)
-                        .map_err(|e| TunnelError::Protocol(e.to_string()))?
-                        .to_owned();
+            match seq
+                .decode(msg.headers.as_ref(), msg.payload)
+                .map_err(protocol)?
+            {
+                Frame::Ready { upstream } => {
+                    // Frames to the spoke: the open was number 0.
+                    let mut sender = Sender::new(self.client.clone(), upstream, 1);
                     if !inline {
-                        self.send_body(&subject, &body).await?;
+                        send_body(&mut sender, &body).await?;
                     }
-                    upstream = Some(subject);
+                    out = Some(sender);
                 }
-                FrameKind::Head => break frame,
-                FrameKind::Error => return Err(remote(&frame)),
-                FrameKind::Keepalive => {}
+                Frame::Head(head) => break head,
+                Frame::Error { code, message } => {
+                    return Err(TunnelError::Remote { code, message });
+                }
+                Frame::Keepalive => {}
                 other => {
                     return Err(TunnelError::Protocol(format!(
                         "unexpected {} frame before the response head",
-                        other.as_str()
+                        other.kind().as_str()
                     )));
                 }
             }
         };
-        let upstream = match head.header(tunnel::UPSTREAM) {
-            Ok(subject) => subject.to_owned(),
-            Err(_) => upstream
-                .ok_or_else(|| TunnelError::Protocol("head without an upstream subject".into()))?,
-        };
-        let out_seq = if inline {
-            1
-        } else {
-            2 + body.len().div_ceil(tunnel::CHUNK) as u64
-        };
+        let out = out.unwrap_or_else(|| Sender::new(self.client.clone(), head.upstream.clone(), 1));
         Ok(Opened {
             head,
             replies,
             seq,
-            upstream,
-            out_seq,
+            out,
         })
-    }
-
-    /// The response an opened stream carries: whole in its head, or streamed by a pump.
-    fn response(
-        &self,
-        opened: Opened,
-        request_id: &str,
-    ) -> Result<http::Response<Body>, TunnelError> {
-        let (status, headers) = status_and_headers(&opened.head)?;
-        let body = if opened.head.header(tunnel::COMPLETE) == Ok("true") {
-            http_body_util::Full::new(opened.head.payload)
-                .map_err(|never| match never {})
-                .boxed()
-        } else {
-            let (tx, rx) = mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
-            let pump = Pump {
-                request_id: request_id.to_owned(),
-                out: Sender::new(self.client.clone(), opened.upstream, opened.out_seq),
-                seq: opened.seq,
-            };
-            tokio::spawn(pump.run(opened.replies, tx));
-            BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)))
-        };
-        let mut response = http::Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        Ok(response)
-    }
-
-    async fn send_body(&self, upstream: &str, body: &Bytes) -> Result<(), TunnelError> {
-        let mut out = Sender::new(self.client.clone(), upstream, 1);
-        let lost = || TunnelError::Nats("cannot publish the request body".into());
-        for chunk in body.chunks(tunnel::CHUNK) {
-            if !out.data(Bytes::copy_from_slice(chunk)).await {
-                return Err(lost());
-            }
-        }
-        if out.frame(FrameKind::Eof).await {
-            Ok(())
-        } else {
-            Err(lost())
-        }
     }
 }
 
-fn status_and_headers(head: &Frame) -> Result<(http::StatusCode, http::HeaderMap), TunnelError> {
-    let status = head
-        .header(tunnel::STATUS)
-        .ok()
-        .and_then(|s| s.parse::<u16>().ok())
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .ok_or_else(|| TunnelError::Protocol("head without a valid status".into()))?;
-    let headers = frames::take_http_headers(&head.headers)
-        .map_err(|e| TunnelError::Protocol(e.to_string()))?;
-    Ok((status, headers))
+impl Opened {
+    /// The response the stream carries: whole in its head, or streamed by a pump.
+    fn into_response(self, request_id: &str) -> http::Response<Body> {
+        let body = match self.head.body {
+            Some(body) => http_body_util::Full::new(body)
+                .map_err(|never| match never {})
+                .boxed(),
+            None => {
+                let (tx, rx) =
+                    mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+                let pump = Pump {
+                    request_id: request_id.to_owned(),
+                    out: self.out,
+                    seq: self.seq,
+                };
+                tokio::spawn(pump.run(self.replies, tx));
+                BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)))
+            }
+        };
+        let mut response = http::Response::new(body);
+        *response.status_mut() = self.head.status;
+        *response.headers_mut() = self.head.headers;
+        response
+    }
+}
+
+async fn send_body(out: &mut Sender, body: &Bytes) -> Result<(), TunnelError> {
+    let lost = |_| TunnelError::Nats("cannot publish the request body".into());
+    for chunk in body.chunks(tunnel::CHUNK) {
+        let chunk = Bytes::copy_from_slice(chunk);
+        out.send(Frame::Data(chunk)).await.map_err(lost)?;
+    }
+    out.send(Frame::Eof).await.map_err(lost)
 }
 
 fn empty() -> Body {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
-}
-
-fn remote(frame: &Frame) -> TunnelError {
-    TunnelError::Remote {
-        code: frame
-            .header(tunnel::ERROR_CODE)
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(502),
-        message: frame
-            .header(tunnel::ERROR_MESSAGE)
-            .unwrap_or("the spoke reported an error")
-            .to_owned(),
-    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -398,14 +362,14 @@ impl Pump {
             }
             let msg = tokio::select! {
                 () = tx.closed() => return self.cancel().await,
-                _ = keepalive.tick() => { self.out.frame(FrameKind::Keepalive).await; continue; }
+                _ = keepalive.tick() => { let _ = self.out.send(Frame::Keepalive).await; continue; }
                 permit = tx.reserve(), if !buffered.is_empty() => {
                     let Ok(permit) = permit else { return self.cancel().await };
                     let Some(data) = buffered.pop_front() else { continue };
                     let n = data.len();
                     permit.send(Ok(hyper::body::Frame::data(data)));
                     if !ended {
-                        self.out.credit(n).await;
+                        let _ = self.out.send(Frame::Credit(n)).await;
                     }
                     continue;
                 }
@@ -418,26 +382,23 @@ impl Pump {
             let Some(msg) = msg else {
                 break "the spoke overran the stream's queue".to_owned();
             };
-            let frame = match Frame::parse(msg.headers.as_ref(), msg.payload)
-                .and_then(|f| self.seq.check(f.seq).map(|()| f))
-            {
+            let frame = match self.seq.decode(msg.headers.as_ref(), msg.payload) {
                 Ok(frame) => frame,
                 Err(e) => break format!("tunnel protocol error: {e}"),
             };
-            match frame.kind {
-                FrameKind::Data if buffered.len() < tunnel::WINDOW_FRAMES => {
-                    buffered.push_back(frame.payload);
+            match frame {
+                Frame::Data(data) if buffered.len() < tunnel::WINDOW_FRAMES => {
+                    buffered.push_back(data);
                 }
-                FrameKind::Data => break "the spoke sent more than its window".to_owned(),
-                FrameKind::End => ended = true,
-                FrameKind::Keepalive => {}
-                FrameKind::Error => {
-                    let why = remote(&frame).to_string();
-                    tracing::warn!(request_id = %self.request_id, cause = %why, "response stream failed on the spoke");
-                    let _ = tx.send(Err(std::io::Error::other(why))).await;
+                Frame::Data(_) => break "the spoke sent more than its window".to_owned(),
+                Frame::End => ended = true,
+                Frame::Keepalive => {}
+                Frame::Error { message, .. } => {
+                    tracing::warn!(request_id = %self.request_id, cause = %message, "response stream failed on the spoke");
+                    let _ = tx.send(Err(std::io::Error::other(message))).await;
                     return;
                 }
-                other => break format!("unexpected {} frame", other.as_str()),
+                other => break format!("unexpected {} frame", other.kind().as_str()),
             }
         };
         tracing::warn!(request_id = %self.request_id, cause = %failure, "response stream failed");
@@ -446,6 +407,6 @@ impl Pump {
     }
 
     async fn cancel(&mut self) {
-        self.out.frame(FrameKind::Cancel).await;
+        let _ = self.out.send(Frame::Cancel).await;
     }
 }

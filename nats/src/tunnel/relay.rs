@@ -8,14 +8,14 @@ use std::collections::VecDeque;
 
 use async_nats::Message;
 use bytes::Bytes;
-use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_schema::tunnel;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::routes::Route;
 use super::sender::{Publisher, Sender};
-use super::{Frame, FrameError, SeqCheck};
+use super::{Frame, SeqCheck};
 
 /// How a relay ended.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,15 +26,6 @@ pub struct Relayed {
     pub received: u64,
     /// Why it failed (code, cause), if it did; the peer has been told.
     pub failure: Option<(u16, String)>,
-}
-
-impl Route<Message> {
-    /// The next frame of the stream: `None` once the stream was closed for overrunning its
-    /// queue, an error for a frame that cannot be read.
-    pub async fn frame(&mut self) -> Option<Result<Frame, FrameError>> {
-        let msg = self.next().await?;
-        Some(Frame::parse(msg.headers.as_ref(), msg.payload))
-    }
 }
 
 /// What ended the relay from this side.
@@ -91,13 +82,13 @@ where
             read = reader.read(&mut buf[..room]), if can_read => match read {
                 Ok(0) => {
                     reading = false;
-                    if !out.frame(FrameKind::Eof).await {
+                    if out.send(Frame::Eof).await.is_err() {
                         break Stop::Peer(499, "cannot publish to the peer".into());
                     }
                 }
                 Ok(n) => {
                     observe(&buf[..n]);
-                    if !out.data(Bytes::copy_from_slice(&buf[..n])).await {
+                    if out.send(Frame::Data(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
                         break Stop::Peer(499, "cannot publish to the peer".into());
                     }
                     in_flight += n;
@@ -109,7 +100,7 @@ where
             written = write_front(&mut writer, &mut pending), if !pending.is_empty() => match written {
                 Ok(Some(n)) => {
                     relayed.received += n as u64;
-                    if !out.credit(n).await {
+                    if out.send(Frame::Credit(n)).await.is_err() {
                         break Stop::Peer(499, "cannot publish to the peer".into());
                     }
                 }
@@ -119,49 +110,36 @@ where
                 Err(_) if !reading => break Stop::Done,
                 Err(e) => break Stop::Fail(499, format!("the connection closed: {e}")),
             },
-            frame = inbound.frame() => {
+            frame = inbound.frame(seq) => {
                 heard = Instant::now();
-                let frame = match frame {
+                match frame {
                     None => break Stop::Fail(400, "the peer overran the stream's queue".into()),
                     Some(Err(e)) => break Stop::Fail(400, format!("tunnel protocol error: {e}")),
-                    Some(Ok(frame)) => frame,
-                };
-                if let Err(e) = seq.check(frame.seq) {
-                    break Stop::Fail(400, format!("tunnel protocol error: {e}"));
-                }
-                match frame.kind {
-                    FrameKind::Data if peer_eof => break Stop::Fail(400, "data after eof".into()),
-                    FrameKind::Data if pending.len() >= tunnel::WINDOW_FRAMES => {
+                    Some(Ok(Frame::Data(_))) if peer_eof => break Stop::Fail(400, "data after eof".into()),
+                    Some(Ok(Frame::Data(_))) if pending.len() >= tunnel::WINDOW_FRAMES => {
                         break Stop::Fail(400, "the peer sent more than its window".into());
                     }
-                    FrameKind::Data => {
-                        let n = frame.payload.len();
-                        pending.push_back((frame.payload, n));
+                    Some(Ok(Frame::Data(data))) => {
+                        let n = data.len();
+                        pending.push_back((data, n));
                     }
-                    FrameKind::Eof => peer_eof = true,
-                    FrameKind::Credit => {
-                        let Some(n) = frame.header(tunnel::CREDIT).ok().and_then(|c| c.parse::<usize>().ok()) else {
-                            break Stop::Fail(400, "credit without a byte count".into());
-                        };
+                    Some(Ok(Frame::Eof)) => peer_eof = true,
+                    Some(Ok(Frame::Credit(n))) => {
                         if n > in_flight || frames_in_flight == 0 {
                             break Stop::Fail(400, "credit for bytes never sent".into());
                         }
                         in_flight -= n;
                         frames_in_flight -= 1;
                     }
-                    FrameKind::Keepalive => {}
-                    FrameKind::Error => {
-                        let code = frame.header(tunnel::ERROR_CODE).ok().and_then(|c| c.parse().ok()).unwrap_or(502);
-                        let message = frame.header(tunnel::ERROR_MESSAGE).unwrap_or("the peer failed").to_owned();
-                        break Stop::Peer(code, message);
-                    }
-                    FrameKind::Cancel => break Stop::Peer(499, "cancelled by the peer".into()),
-                    other => break Stop::Fail(400, format!("unexpected {} frame", other.as_str())),
+                    Some(Ok(Frame::Keepalive)) => {}
+                    Some(Ok(Frame::Error { code, message })) => break Stop::Peer(code, message),
+                    Some(Ok(Frame::Cancel)) => break Stop::Peer(499, "cancelled by the peer".into()),
+                    Some(Ok(other)) => break Stop::Fail(400, format!("unexpected {} frame", other.kind().as_str())),
                 }
             }
             () = sleep_until(heard + tunnel::IDLE_TIMEOUT) => break Stop::Fail(408, "the peer went silent".into()),
             () = sleep_until(out.last_sent() + tunnel::KEEPALIVE) => {
-                if !out.frame(FrameKind::Keepalive).await {
+                if out.send(Frame::Keepalive).await.is_err() {
                     break Stop::Peer(499, "cannot publish to the peer".into());
                 }
             }
@@ -170,7 +148,11 @@ where
     match end {
         Stop::Done => {}
         Stop::Fail(code, message) => {
-            out.error(code, &message).await;
+            let error = Frame::Error {
+                code,
+                message: message.clone(),
+            };
+            let _ = out.send(error).await;
             relayed.failure = Some((code, message));
         }
         Stop::Peer(code, message) => {

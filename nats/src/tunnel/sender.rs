@@ -3,10 +3,9 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use fleetbus_schema::tunnel::{self, FrameKind};
 use tokio::time::Instant;
 
-use super::{error_headers, headers};
+use super::{Frame, FrameError};
 
 /// Where a sender's frames go: NATS, or a channel in tests of the stream state machines.
 pub trait Publisher: Clone + Send + Sync + 'static {
@@ -32,6 +31,17 @@ impl Publisher for async_nats::Client {
     }
 }
 
+/// A frame that was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// It cannot be encoded; its number is still free.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// It could not be published.
+    #[error("cannot publish a frame: {0}")]
+    Publish(String),
+}
+
 /// Publishes one direction of a stream's frames in sequence.
 #[derive(Debug)]
 pub struct Sender<P = async_nats::Client> {
@@ -52,50 +62,19 @@ impl<P: Publisher> Sender<P> {
         }
     }
 
-    /// Sends a frame of `kind` with extra `headers`; `false` if it could not be published.
-    pub async fn send(&mut self, kind: FrameKind, mut extra: HeaderMap, payload: Bytes) -> bool {
-        for (name, values) in headers(kind, self.seq).iter() {
-            for value in values {
-                extra.insert(name.clone(), value.clone());
-            }
-        }
-        self.publish(extra, payload).await
-    }
-
-    /// Sends a frame of `kind` without payload.
-    pub async fn frame(&mut self, kind: FrameKind) -> bool {
-        self.send(kind, HeaderMap::new(), Bytes::new()).await
-    }
-
-    /// Sends a data frame.
-    pub async fn data(&mut self, payload: Bytes) -> bool {
-        self.send(FrameKind::Data, HeaderMap::new(), payload).await
-    }
-
-    /// Acknowledges one data frame of `bytes` bytes.
-    pub async fn credit(&mut self, bytes: usize) -> bool {
-        let mut h = HeaderMap::new();
-        h.insert(tunnel::CREDIT, bytes.to_string().as_str());
-        self.send(FrameKind::Credit, h, Bytes::new()).await
-    }
-
-    /// Sends an error frame: the stream failed with `code` because of `message`.
-    pub async fn error(&mut self, code: u16, message: &str) -> bool {
-        let h = error_headers(self.seq, code, message);
-        self.publish(h, Bytes::new()).await
-    }
-
-    /// When a frame was last sent.
-    pub fn last_sent(&self) -> Instant {
-        self.last
-    }
-
-    async fn publish(&mut self, headers: HeaderMap, payload: Bytes) -> bool {
+    /// Numbers `frame` and publishes it.
+    pub async fn send(&mut self, frame: Frame) -> Result<(), SendError> {
+        let (headers, payload) = frame.encode(self.seq)?;
         self.seq += 1;
         self.last = Instant::now();
         self.publisher
             .publish(self.subject.clone(), headers, payload)
             .await
-            .is_ok()
+            .map_err(SendError::Publish)
+    }
+
+    /// When a frame was last sent.
+    pub fn last_sent(&self) -> Instant {
+        self.last
     }
 }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
-use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_schema::tunnel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::routes::{Route, Routes};
 use super::super::sender::{Publisher, Sender};
-use super::super::{SeqCheck, headers};
+use super::super::{Frame, SeqCheck};
 use super::{Relayed, relay};
 
 /// Frames published into a stream queue, as NATS would deliver them (a message to a stream
@@ -38,6 +38,12 @@ impl Publisher for Link {
             .deliver(&self.token, message(subject, headers, payload));
         Ok(())
     }
+}
+
+/// `frame` as number `seq`, as it arrives.
+fn framed(frame: Frame, seq: u64) -> Message {
+    let (headers, payload) = frame.encode(seq).unwrap();
+    message("x".into(), headers, payload)
 }
 
 fn message(subject: String, headers: HeaderMap, payload: Bytes) -> Message {
@@ -194,8 +200,8 @@ async fn a_silent_peer_ends_the_stream_after_the_idle_timeout() {
 async fn garbage_or_a_gap_fails_the_one_stream_on_both_sides() {
     for bad in [
         message("x".into(), HeaderMap::new(), Bytes::from_static(b"garbage")),
-        message("x".into(), headers(FrameKind::Data, 7), Bytes::new()),
-        message("x".into(), headers(FrameKind::Head, 0), Bytes::new()),
+        framed(Frame::Data(Bytes::new()), 7),
+        framed(Frame::Head(Default::default()), 0),
     ] {
         let (a, b, routes) = pair();
         let (_a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
@@ -212,9 +218,7 @@ async fn garbage_or_a_gap_fails_the_one_stream_on_both_sides() {
 async fn credit_for_bytes_never_sent_is_a_protocol_error() {
     let (a, _b, routes) = pair();
     let (_a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
-    let mut h = headers(FrameKind::Credit, 0);
-    h.insert(tunnel::CREDIT, "4096");
-    routes.deliver("a", message("x".into(), h, Bytes::new()));
+    routes.deliver("a", framed(Frame::Credit(4096), 0));
     let end = a_task.await.unwrap();
     assert_eq!(
         end.failure,
@@ -235,10 +239,7 @@ async fn stop_and_cancel_end_the_stream_and_the_peer_learns_it() {
 
     let (a, _b, routes) = pair();
     let (_a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
-    routes.deliver(
-        "a",
-        message("x".into(), headers(FrameKind::Cancel, 0), Bytes::new()),
-    );
+    routes.deliver("a", framed(Frame::Cancel, 0));
     assert_eq!(
         a_task.await.unwrap().failure,
         Some((499, "cancelled by the peer".into()))
@@ -251,20 +252,13 @@ async fn what_arrived_before_a_peer_failure_is_still_delivered() {
     let (mut a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
     routes.deliver(
         "a",
-        message(
-            "x".into(),
-            headers(FrameKind::Data, 0),
-            Bytes::from_static(b"last words"),
-        ),
+        framed(Frame::Data(Bytes::from_static(b"last words")), 0),
     );
-    routes.deliver(
-        "a",
-        message(
-            "x".into(),
-            super::super::error_headers(1, 502, "upstream broke off"),
-            Bytes::new(),
-        ),
-    );
+    let error = Frame::Error {
+        code: 502,
+        message: "upstream broke off".into(),
+    };
+    routes.deliver("a", framed(error, 1));
     let end = a_task.await.unwrap();
     assert_eq!(end.failure, Some((502, "upstream broke off".into())));
     assert_eq!(end.received, 10);
