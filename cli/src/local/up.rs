@@ -162,8 +162,7 @@ pub async fn run(args: LocalUpArgs, out: &mut impl Write) -> anyhow::Result<()> 
     writeln!(out, "  fleetbus get clusters")?;
     writeln!(
         out,
-        "  fleetbus create work hello --cluster {} --wait -f manifests.yaml   # then: fleetbus get work\n",
-        names.first().copied().unwrap_or("cluster1")
+        "  # then the seed's example (a service account, its role, kubectl through the tunnel):\n  # README.md, \"A first session\"\n"
     )?;
     writeln!(
         out,
