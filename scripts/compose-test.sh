@@ -11,6 +11,8 @@ CACHE=${FLEETBUS_CACHE:-$HOME/.cache/fleetbus}
 BIN=${CARGO_TARGET_DIR:-target}/debug
 WORK=$CACHE/docker
 PROJECT=fleetbus-compose-test
+# The one compose command line (this project, the repo's file, the images built below).
+COMPOSE="docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env"
 passed=0 failed=0
 
 say() { printf 'compose-test: %s\n' "$*"; }
@@ -49,7 +51,7 @@ ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo "")
 cleanup() {
   set +e
   if [ -n "${DOCKER_HOST:-}" ] && [ -f "$WORK/compose.env" ]; then
-    docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" down -v --remove-orphans >/dev/null 2>&1
+    $COMPOSE down -v --remove-orphans >/dev/null 2>&1
     docker rmi -f fleetbus-test/fleetbus:local fleetbus-test/base:local fleetbus-test/nats:local fleetbus-test/cluster:local >/dev/null 2>&1
   fi
   if [ -n "$dockerd_pid" ]; then
@@ -154,7 +156,8 @@ FLEETBUS_NATS_IMAGE=fleetbus-test/nats:local
 FLEETBUS_CLUSTER_IMAGE=fleetbus-test/cluster:local
 FLEETBUS_CLUSTER_PRIVILEGED=false
 ENV
-dc() { docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" "$@"; }
+# shellcheck disable=SC2086 # COMPOSE is a command with its arguments
+dc() { $COMPOSE "$@"; }
 hub() { dc exec -T hub fleetbus "$@"; }
 clusters_are() { # clusters_are WORD: both clusters' lines contain WORD
   local out; out=$(hub get clusters 2>/dev/null) || return 1
@@ -168,16 +171,15 @@ session=$(awk '/^### With Docker Compose/ {s = 1} s && /^```console/ {c = 1; nex
 up_part=${session%%docker compose exec hub fleetbus accept*}
 rest_part=${session#"$up_part"}
 readme_shell() { # readme_shell SCRIPT: runs it with the docker shim, output in $WORK/session.out
-  PROJECT=$PROJECT REPO=$REPO WORK=$WORK bash -c '
+  COMPOSE=$COMPOSE bash -c '
     docker() {
       if [ "${1:-}" != compose ]; then command docker "$@"; return; fi
       shift
       local a args=()
       for a in "$@"; do case $a in --build) args+=(--no-build) ;; *) args+=("$a") ;; esac; done
       [ "${args[0]}" != exec ] || args=(exec -T "${args[@]:1}")
-      docker-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" --env-file "$WORK/compose.env" "${args[@]}"
+      $COMPOSE "${args[@]}"
     }
-    export COMPOSE="docker-compose -p $PROJECT -f $REPO/docker-compose.yml --env-file $WORK/compose.env"
     export CARGO_TARGET_DIR='"${CARGO_TARGET_DIR:-$REPO/target}"'
     '"$1" >>"$WORK/session.out" 2>&1
 }
