@@ -79,7 +79,8 @@ pub(crate) async fn send_head(out: &mut Sender, head: Head) -> Result<(), Outcom
 /// Serves one stream to its end and records it as an audit event.
 pub async fn serve_stream(ctx: StreamContext, open: Message, inbound: Route<Message>) {
     let started = Instant::now();
-    let mut out = Sender::new(ctx.client.clone(), ctx.reply.to_string(), 0);
+    let mut out = Sender::new(ctx.client.clone(), ctx.reply.to_string(), 0)
+        .with_reply(ctx.upstream_subject.clone());
     let mut seq = SeqCheck::default();
     let open = match seq.decode(open.headers.as_ref(), open.payload) {
         Ok(Frame::Open(open)) => open,
@@ -283,7 +284,10 @@ async fn receive_body(
             .ok()
             .flatten()
             .ok_or((408, "request body not received in time".to_owned()))?
-            .map_err(|e| (400, e.to_string()))?;
+            .map_err(|e| match e {
+                FrameError::PeerGone => (499, e.to_string()),
+                e => (400, e.to_string()),
+            })?;
         match frame {
             Frame::Data(data) if body.len() + data.len() <= MAX_REQUEST_BODY => {
                 body.extend_from_slice(&data)
@@ -379,6 +383,7 @@ async fn stream_body(
             () = ctx.stop.cancelled() => (503, "the spoke is shutting down".to_owned()),
             frame = inbound.frame(seq) => match frame {
                 Some(Ok(Frame::Cancel)) => return sent,
+                Some(Err(FrameError::PeerGone)) => (499, "the client is gone".to_owned()),
                 frame => match control(frame) {
                     Ok(credit) => {
                         if let Some(n) = credit {

@@ -247,6 +247,31 @@ impl Fleet {
         Running { shutdown, task }
     }
 
+    /// The spoke as Kubernetes runs it: a `fleetbus-spoke` process with `config`'s cluster,
+    /// state and kubeconfig (join it in-process first), its log in `log`.
+    pub fn spoke_process(
+        &self,
+        config: &fleetbus_spoke::Config,
+        log: &std::path::Path,
+    ) -> anyhow::Result<std::process::Child> {
+        let mut cmd = std::process::Command::new(sibling_bin("fleetbus-spoke"));
+        cmd.args(["--cluster-name", config.cluster.as_str()])
+            .args(["--nats-url", &self.nats.url()])
+            .arg("--bootstrap-dir")
+            .arg(self.nats.pki.root())
+            .arg("--state-dir")
+            .arg(&config.state_dir)
+            .args(["--subject-prefix", self.nats.subjects.prefix()])
+            .env("RUST_LOG", "info,fleetbus_spoke=debug,kube_client=off")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log)?);
+        if let Some(kubeconfig) = &config.kubeconfig {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
+        Ok(cmd.spawn()?)
+    }
+
     /// Starts a kube-apiserver + etcd in this test's folder.
     pub async fn kube(&self, name: &str) -> anyhow::Result<KubeServer> {
         KubeServer::start(&self.nats.dir.path().join("kube").join(name)).await

@@ -11,6 +11,8 @@ pub mod fuzz_input;
 pub mod fuzz_seeds;
 pub mod nats_env;
 pub mod placement;
+pub mod pod;
+pub mod proxy_bench;
 pub mod python;
 pub mod scale;
 pub mod wait;

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,35 +18,20 @@ use fleetbus_schema::v1::{AuditEvent, ConditionStatus};
 use fleetbus_spoke::config::Stats;
 use fleetbus_tests::audit::events;
 use fleetbus_tests::fleet::Running;
+use fleetbus_tests::pod::{OPS_RULES, TRANSPORTS, kubectl, run, start_web, text};
 use fleetbus_tests::{Fleet, eventually};
 use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A pod that logs a line a second and serves an echo on port 8080 (one `cat` per connection,
-/// so a half-closed connection is answered in full and then closed).
-const POD: &str = r#"apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: default}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: local/busybox:1
-    imagePullPolicy: Never
-    command: [sh, -c, 'nc -ll -p 8080 -e cat & i=0; while true; do echo "line $i"; i=$((i+1)); sleep 1; done']
-"#;
-
-const RULES: &str = "- apiGroups: [\"\"]\n  resources: [pods, pods/log]\n  verbs: [get, list]\n- apiGroups: [\"\"]\n  resources: [pods/exec, pods/attach, pods/portforward]\n  verbs: [get, create]\n";
-
-/// A fleet with one cluster on a real node running [`POD`], an MSA `ops` allowed to exec.
+/// A fleet with one cluster on a real node running pod `web`, an MSA `ops` allowed to exec.
 async fn cluster_with_pod() -> anyhow::Result<(Fleet, KubeServer, Running, Arc<Stats>)> {
     let fleet = Fleet::start().await?;
     let kube = fleet.kube_with_node("cluster1").await?;
     let config = fleet.spoke_config("cluster1", Some(&kube))?;
     let stats = config.stats.clone();
     let spoke = fleet.join(config, ConditionStatus::True).await?;
-    fleet.create_msa_with_rules("ops", RULES).await?;
+    fleet.create_msa_with_rules("ops", OPS_RULES).await?;
     fleet
         .create_msa_with_rules(
             "viewer",
@@ -55,57 +40,8 @@ async fn cluster_with_pod() -> anyhow::Result<(Fleet, KubeServer, Running, Arc<S
         .await?;
     fleet.reported_token("ops", "cluster1").await?;
     fleet.reported_token("viewer", "cluster1").await?;
-    let file = fleet.nats.dir.path().join("web.yaml");
-    std::fs::write(&file, POD)?;
-    let apply = kube.kubectl().args(["apply", "-f"]).arg(&file).output()?;
-    assert!(
-        apply.status.success(),
-        "{}",
-        String::from_utf8_lossy(&apply.stderr)
-    );
-    let ready = kube
-        .kubectl()
-        .args(["wait", "--for=condition=Ready", "pod/web", "--timeout=90s"])
-        .output()?;
-    assert!(
-        ready.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ready.stderr)
-    );
+    start_web(&fleet, &kube, "web")?;
     Ok((fleet, kube, spoke, stats))
-}
-
-/// The two ways kubectl 1.32 reaches exec and port-forward: its default, and SPDY only.
-const TRANSPORTS: [(&str, &str); 2] = [("default", ""), ("spdy", "false")];
-
-fn kubectl(fleet: &Fleet, sa: &str, websockets: &str, args: &[&str]) -> Command {
-    let mut cmd = fleet.proxy_kubectl("admin", "cluster1", sa, args);
-    if !websockets.is_empty() {
-        cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
-            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets);
-    }
-    cmd
-}
-
-fn run(mut cmd: Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("kubectl ends");
-    writer.join().unwrap();
-    out
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -136,7 +72,7 @@ async fn exec_attach_cp_and_port_forward_through_the_tunnel_on_a_node() -> anyho
                 "echo out; echo err >&2; exit 3",
             ]),
             b"",
-        );
+        )?;
         assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "out\n", "{name}");
         assert!(
@@ -148,12 +84,12 @@ async fn exec_attach_cp_and_port_forward_through_the_tunnel_on_a_node() -> anyho
         let out = run(
             k(&["exec", "-i", "web", "--", "cat"]),
             b"data through stdin\n",
-        );
+        )?;
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "data through stdin\n", "{name}");
         // cp both ways, 16 MiB, checksums equal.
         let remote = format!("default/web:/tmp/{name}.bin");
-        let out = run(k(&["cp", &local.display().to_string(), &remote]), b"");
+        let out = run(k(&["cp", &local.display().to_string(), &remote]), b"")?;
         assert!(out.status.success(), "{name}: cp in: {}", text(&out.stderr));
         let out = run(
             k(&[
@@ -164,14 +100,14 @@ async fn exec_attach_cp_and_port_forward_through_the_tunnel_on_a_node() -> anyho
                 &format!("/tmp/{name}.bin"),
             ]),
             b"",
-        );
+        )?;
         assert_eq!(
             text(&out.stdout).split(' ').next(),
             Some(sha256(&payload).as_str()),
             "{name}"
         );
         let back = fleet.nats.dir.path().join(format!("{name}-back.bin"));
-        let out = run(k(&["cp", &remote, &back.display().to_string()]), b"");
+        let out = run(k(&["cp", &remote, &back.display().to_string()]), b"")?;
         assert!(
             out.status.success(),
             "{name}: cp out: {}",
@@ -299,7 +235,7 @@ async fn exec_needs_a_grant_and_the_apiservers_permission_on_a_node() -> anyhow:
     let out = run(
         kubectl(&fleet, "viewer", "", &["exec", "web", "--", "true"]),
         b"",
-    );
+    )?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
@@ -313,7 +249,7 @@ async fn exec_needs_a_grant_and_the_apiservers_permission_on_a_node() -> anyhow:
     let out = run(
         fleet.proxy_kubectl("bob", "cluster1", "ops", &["exec", "web", "--", "true"]),
         b"",
-    );
+    )?;
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr).trim(),

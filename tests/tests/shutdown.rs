@@ -6,13 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleetbus_cli::hub_client::HubClient;
 use fleetbus_schema::ApiEndpoint;
 use fleetbus_schema::v1::{ConditionStatus, CreateWorkRequest, ManifestWork, Manifests};
-use fleetbus_tests::fleet::sibling_bin;
 use fleetbus_tests::works::data_of;
 use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -83,25 +82,7 @@ async fn sigterm_stops_a_busy_spoke_within_its_grace_period_with_every_report_de
 
     // The spoke as Kubernetes runs it: a process that gets SIGTERM.
     let log_path = fleet.nats.dir.path().join("spoke.log");
-    let mut spoke = Command::new(sibling_bin("fleetbus-spoke"))
-        .args([
-            "--cluster-name",
-            "cluster1",
-            "--nats-url",
-            &fleet.nats.url(),
-        ])
-        .arg("--bootstrap-dir")
-        .arg(fleet.nats.pki.root())
-        .arg("--state-dir")
-        .arg(&config.state_dir)
-        .arg("--kubeconfig")
-        .arg(&kube.kubeconfig)
-        .args(["--subject-prefix", fleet.nats.subjects.prefix()])
-        .env("RUST_LOG", "info,fleetbus_spoke=debug,kube_client=off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()?;
+    let mut spoke = fleet.spoke_process(&config, &log_path)?;
     eventually("the first reports", Duration::from_secs(60), || async {
         (reported(&client).await.ok()?.len() >= 3).then_some(())
     })

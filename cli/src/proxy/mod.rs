@@ -78,6 +78,16 @@ impl Session {
         })
     }
 
+    /// The CA (PEM) that the session's certificate is issued by.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The bearer token local clients present (not the managed service account's).
+    pub fn secret(&self) -> &str {
+        &self.proxy.secret
+    }
+
     /// A kubeconfig for this session (it holds the session secret, not the real token).
     pub fn kubeconfig(&self, cluster: &str) -> String {
         use base64::Engine;

@@ -226,7 +226,7 @@ impl Tunnel {
         self.client
             .publish_with_reply_and_headers(
                 self.subjects.kapi_open(&self.cluster, &self.user),
-                inbox,
+                inbox.clone(),
                 open,
                 payload,
             )
@@ -258,7 +258,8 @@ impl Tunnel {
             {
                 Frame::Ready { upstream } => {
                     // Frames to the spoke: the open was number 0.
-                    let mut sender = Sender::new(self.client.clone(), upstream, 1);
+                    let mut sender =
+                        Sender::new(self.client.clone(), upstream, 1).with_reply(&inbox);
                     if !inline {
                         send_body(&mut sender, &body).await?;
                     }
@@ -277,7 +278,9 @@ impl Tunnel {
                 }
             }
         };
-        let out = out.unwrap_or_else(|| Sender::new(self.client.clone(), head.upstream.clone(), 1));
+        let out = out.unwrap_or_else(|| {
+            Sender::new(self.client.clone(), head.upstream.clone(), 1).with_reply(&inbox)
+        });
         Ok(Opened {
             head,
             replies,
@@ -360,7 +363,7 @@ impl Pump {
             if ended && buffered.is_empty() {
                 return;
             }
-            let msg = tokio::select! {
+            let frame = tokio::select! {
                 () = tx.closed() => return self.cancel().await,
                 _ = keepalive.tick() => { let _ = self.out.send(Frame::Keepalive).await; continue; }
                 permit = tx.reserve(), if !buffered.is_empty() => {
@@ -376,15 +379,14 @@ impl Pump {
                 () = tokio::time::sleep_until(heard + tunnel::IDLE_TIMEOUT), if !ended => {
                     break "the spoke went silent".to_owned();
                 }
-                msg = replies.next(), if !ended => msg,
+                frame = replies.frame(&mut self.seq), if !ended => frame,
             };
             heard = tokio::time::Instant::now();
-            let Some(msg) = msg else {
-                break "the spoke overran the stream's queue".to_owned();
-            };
-            let frame = match self.seq.decode(msg.headers.as_ref(), msg.payload) {
-                Ok(frame) => frame,
-                Err(e) => break format!("tunnel protocol error: {e}"),
+            let frame = match frame {
+                None => break "the spoke overran the stream's queue".to_owned(),
+                Some(Ok(frame)) => frame,
+                Some(Err(FrameError::PeerGone)) => break "the spoke is gone".to_owned(),
+                Some(Err(e)) => break format!("tunnel protocol error: {e}"),
             };
             match frame {
                 Frame::Data(data) if buffered.len() < tunnel::WINDOW_FRAMES => {

@@ -100,6 +100,10 @@ pub enum FrameError {
     /// A header the kind needs is missing or malformed, or a value NATS cannot carry.
     #[error("frame header {0} missing or malformed")]
     BadHeader(&'static str),
+    /// NATS answered a frame with no-responders: nothing subscribes to the stream's subject
+    /// any more, so the process at the other end is gone.
+    #[error("the other end of the stream is gone")]
+    PeerGone,
 }
 
 impl Frame {

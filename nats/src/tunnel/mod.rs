@@ -44,9 +44,13 @@ impl SeqCheck {
 
 impl Route<Message> {
     /// The next frame of the stream, checked by `seq`: `None` once the stream was closed for
-    /// overrunning its queue, an error for a frame that cannot be read or is out of order.
+    /// overrunning its queue, an error for a frame that cannot be read or is out of order, and
+    /// [`FrameError::PeerGone`] when NATS bounced a frame of ours (see [`Sender::with_reply`]).
     pub async fn frame(&mut self, seq: &mut SeqCheck) -> Option<Result<Frame, FrameError>> {
         let msg = self.next().await?;
+        if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Some(Err(FrameError::PeerGone));
+        }
         Some(seq.decode(msg.headers.as_ref(), msg.payload))
     }
 }

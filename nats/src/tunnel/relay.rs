@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::routes::Route;
 use super::sender::{Publisher, Sender};
-use super::{Frame, SeqCheck};
+use super::{Frame, FrameError, SeqCheck};
 
 /// How a relay ended.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -114,6 +114,7 @@ where
                 heard = Instant::now();
                 match frame {
                     None => break Stop::Fail(400, "the peer overran the stream's queue".into()),
+                    Some(Err(FrameError::PeerGone)) => break Stop::Peer(502, FrameError::PeerGone.to_string()),
                     Some(Err(e)) => break Stop::Fail(400, format!("tunnel protocol error: {e}")),
                     Some(Ok(Frame::Data(_))) if peer_eof => break Stop::Fail(400, "data after eof".into()),
                     Some(Ok(Frame::Data(_))) if pending.len() >= tunnel::WINDOW_FRAMES => {

@@ -1,5 +1,8 @@
 //! The one sender of a stream direction: it owns the sequence numbers, so frames are numbered
 //! in the order they are published, and it remembers when it last sent (for keepalives).
+//! Frames carry this end's own stream subject as their reply: once nothing at the other end
+//! subscribes any more (its process died), nats-server answers the next frame with
+//! no-responders on that subject, so this end learns at once instead of after the idle timeout.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -9,10 +12,11 @@ use super::{Frame, FrameError};
 
 /// Where a sender's frames go: NATS, or a channel in tests of the stream state machines.
 pub trait Publisher: Clone + Send + Sync + 'static {
-    /// Publishes one frame; an error means the frame did not leave.
+    /// Publishes one frame with an optional reply subject; an error means it did not leave.
     fn publish(
         &self,
         subject: String,
+        reply: Option<String>,
         headers: HeaderMap,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), String>> + Send;
@@ -22,12 +26,18 @@ impl Publisher for async_nats::Client {
     async fn publish(
         &self,
         subject: String,
+        reply: Option<String>,
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<(), String> {
-        self.publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(|e| e.to_string())
+        match reply {
+            Some(reply) => {
+                self.publish_with_reply_and_headers(subject, reply, headers, payload)
+                    .await
+            }
+            None => self.publish_with_headers(subject, headers, payload).await,
+        }
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -47,6 +57,7 @@ pub enum SendError {
 pub struct Sender<P = async_nats::Client> {
     publisher: P,
     subject: String,
+    reply: Option<String>,
     seq: u64,
     last: Instant,
 }
@@ -57,9 +68,17 @@ impl<P: Publisher> Sender<P> {
         Self {
             publisher,
             subject: subject.into(),
+            reply: None,
             seq,
             last: Instant::now(),
         }
+    }
+
+    /// Sends each frame with `reply` (the subject this end reads the stream on) as its reply
+    /// subject, so a peer that is gone is noticed on the next frame.
+    pub fn with_reply(mut self, reply: impl Into<String>) -> Self {
+        self.reply = Some(reply.into());
+        self
     }
 
     /// Numbers `frame` and publishes it.
@@ -68,7 +87,7 @@ impl<P: Publisher> Sender<P> {
         self.seq += 1;
         self.last = Instant::now();
         self.publisher
-            .publish(self.subject.clone(), headers, payload)
+            .publish(self.subject.clone(), self.reply.clone(), headers, payload)
             .await
             .map_err(SendError::Publish)
     }

@@ -29,6 +29,7 @@ impl Publisher for Link {
     async fn publish(
         &self,
         subject: String,
+        _reply: Option<String>,
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<(), String> {
@@ -194,6 +195,28 @@ async fn a_silent_peer_ends_the_stream_after_the_idle_timeout() {
     // Keepalives went out while waiting, then the error frame.
     let expected = tunnel::IDLE_TIMEOUT.as_secs() / tunnel::KEEPALIVE.as_secs() + 1;
     assert_eq!(published.load(Ordering::Relaxed), expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_whose_process_is_gone_ends_the_stream_at_the_next_frame() {
+    let (a, _b, routes) = pair();
+    let started = Instant::now();
+    let (_a_app, published, a_task) = spawn_relay(a, CancellationToken::new());
+    // nats-server's answer to a frame whose subject nobody subscribes to any more.
+    let bounced = Message {
+        status: Some(async_nats::StatusCode::NO_RESPONDERS),
+        headers: None,
+        ..message("a".into(), HeaderMap::new(), Bytes::new())
+    };
+    let _ = routes.deliver("a", bounced);
+    let end = a_task.await.unwrap();
+    assert_eq!(
+        end.failure,
+        Some((502, "the other end of the stream is gone".into()))
+    );
+    assert!(started.elapsed() < tunnel::KEEPALIVE);
+    // Nobody to tell: no error frame went out.
+    assert_eq!(published.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test(start_paused = true)]
