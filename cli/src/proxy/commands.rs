@@ -37,7 +37,7 @@ pub async fn kubectl(
     let kubeconfig = dir.path().join("kubeconfig");
     session.write_kubeconfig(cluster, &kubeconfig)?;
     if !interactive {
-        return run_kubectl(&kubeconfig, &args).await;
+        return run_kubectl(&session, &kubeconfig, &args).await;
     }
     println!("{INTERACTIVE_BANNER}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -67,12 +67,20 @@ pub async fn kubectl(
             words
         };
         // kubectl prints its own errors; the session goes on.
-        run_kubectl(&kubeconfig, &words).await?;
+        run_kubectl(&session, &kubeconfig, &words).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_kubectl(kubeconfig: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCode> {
+/// Runs kubectl against the session. kubectl's exit code is passed through, except that an
+/// exec, attach or port-forward the tunnel broke (the spoke died, the stream went silent) is a
+/// failure even where kubectl reads the closed connection as success.
+async fn run_kubectl(
+    session: &Session,
+    kubeconfig: &std::path::Path,
+    args: &[String],
+) -> anyhow::Result<ExitCode> {
+    session.take_broken();
     let status = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -80,9 +88,14 @@ async fn run_kubectl(kubeconfig: &std::path::Path, args: &[String]) -> anyhow::R
         .status()
         .await
         .map_err(|e| anyhow::anyhow!("cannot run kubectl: {e}"))?;
-    Ok(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
+    let code = status.code().unwrap_or(1).clamp(0, 255) as u8;
+    if code == 0
+        && let Some(cause) = session.take_broken()
+    {
+        eprintln!("error: the session through the tunnel broke: {cause}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// `fleetbus proxy serve`: a loopback endpoint and a kubeconfig for any client, until Ctrl-C.

@@ -27,6 +27,9 @@ pub struct LocalProxy {
     pub token: Arc<RwLock<Option<String>>>,
     /// What local clients must present as their bearer token.
     pub secret: String,
+    /// Why the last upgraded session (exec, attach, port-forward) that the tunnel broke ended:
+    /// kubectl cannot always tell (a SPDY connection that closes reads as success).
+    pub broken: std::sync::Mutex<Option<String>>,
 }
 
 /// A TLS acceptor for 127.0.0.1/localhost with a certificate made for this session, and the
@@ -119,7 +122,7 @@ pub async fn serve(
 
 impl LocalProxy {
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         mut request: http::Request<hyper::body::Incoming>,
         stop: CancellationToken,
     ) -> http::Response<Body> {
@@ -148,6 +151,7 @@ impl LocalProxy {
             return match self.tunnel.upgrade(&parts, &id, &protocol).await {
                 Ok(Upgrade::Refused(response)) => response,
                 Ok(Upgrade::Accepted(response, stream)) => {
+                    let proxy = self.clone();
                     tokio::spawn(async move {
                         let relayed = match local.await {
                             Ok(io) => stream.relay(TokioIo::new(io), &stop).await,
@@ -158,6 +162,13 @@ impl LocalProxy {
                         };
                         if let Some((code, cause)) = relayed.failure {
                             tracing::warn!(request_id = %id, code, %cause, "upgraded session failed");
+                            if !relayed.local {
+                                *proxy
+                                    .broken
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                    Some(format!("{cause} (request id {id})"));
+                            }
                         }
                     });
                     response

@@ -57,6 +57,7 @@ impl Session {
             .with_service_account(sa),
             token: Arc::new(RwLock::new(Some(token))),
             secret: local::new_secret(),
+            broken: std::sync::Mutex::default(),
         });
         let stop = CancellationToken::new();
         let addr = listener.local_addr()?;
@@ -86,6 +87,15 @@ impl Session {
     /// The bearer token local clients present (not the managed service account's).
     pub fn secret(&self) -> &str {
         &self.proxy.secret
+    }
+
+    /// Why the last upgraded session the tunnel broke ended, if one did since the last call.
+    pub fn take_broken(&self) -> Option<String> {
+        self.proxy
+            .broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// A kubeconfig for this session (it holds the session secret, not the real token).

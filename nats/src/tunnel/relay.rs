@@ -26,6 +26,9 @@ pub struct Relayed {
     pub received: u64,
     /// Why it failed (code, cause), if it did; the peer has been told.
     pub failure: Option<(u16, String)>,
+    /// The failure was the local connection's (it failed or closed early), not the peer's or
+    /// the tunnel's.
+    pub local: bool,
 }
 
 /// What ended the relay from this side.
@@ -34,6 +37,8 @@ enum Stop {
     Done,
     /// This side failed; tell the peer.
     Fail(u16, String),
+    /// The local connection failed or closed early; tell the peer.
+    Local(u16, String),
     /// The peer failed or cancelled; it knows.
     Peer(u16, String),
 }
@@ -95,7 +100,7 @@ where
                     frames_in_flight += 1;
                     relayed.sent += n as u64;
                 }
-                Err(e) => break Stop::Fail(502, format!("the connection failed: {e}")),
+                Err(e) => break Stop::Local(502, format!("the connection failed: {e}")),
             },
             written = write_front(&mut writer, &mut pending), if !pending.is_empty() => match written {
                 Ok(Some(n)) => {
@@ -108,7 +113,7 @@ where
                 // The local side is gone. If it had already ended its own direction, all it
                 // sent has been relayed and nothing more can be delivered: a clean end.
                 Err(_) if !reading => break Stop::Done,
-                Err(e) => break Stop::Fail(499, format!("the connection closed: {e}")),
+                Err(e) => break Stop::Local(499, format!("the connection closed: {e}")),
             },
             frame = inbound.frame(seq) => {
                 heard = Instant::now();
@@ -146,9 +151,10 @@ where
             }
         }
     };
+    relayed.local = matches!(end, Stop::Local(..));
     match end {
         Stop::Done => {}
-        Stop::Fail(code, message) => {
+        Stop::Fail(code, message) | Stop::Local(code, message) => {
             let error = Frame::Error {
                 code,
                 message: message.clone(),
