@@ -15,6 +15,11 @@
 //!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
 //!    **cancel** when its caller goes away. The spoke sends keepalives on idle streams too;
 //!    either side ends a stream that has been silent for [`IDLE_TIMEOUT`].
+//!    Stream frames after the open carry their sender's own stream subject as reply (`R` from
+//!    the client, `U` from the spoke), which nothing answers; a frame that nobody receives
+//!    because the other process is gone comes back as nats-server's no-responders status, and
+//!    the stream ends at once ("the other end of the stream is gone") instead of after the
+//!    idle timeout: at most one [`KEEPALIVE`] after the peer died.
 //!
 //! 4. **Upgrades** (exec, attach, port-forward): an open frame with `Fb-Upgrade` (the
 //!    request's `Upgrade` header, e.g. `SPDY/3.1` or `websocket`) asks the spoke to send the
