@@ -22,3 +22,12 @@ pub use fleet::Fleet;
 pub use forward::Forward;
 pub use nats_env::{NatsEnv, captured_logs};
 pub use wait::eventually;
+
+/// The SHA-256 of `bytes`, in hex (to compare what arrived with what was sent).
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

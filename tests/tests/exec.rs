@@ -19,8 +19,7 @@ use fleetbus_spoke::config::Stats;
 use fleetbus_tests::audit::events;
 use fleetbus_tests::fleet::Running;
 use fleetbus_tests::pod::{OPS_RULES, TRANSPORTS, kubectl, run, start_web, text};
-use fleetbus_tests::{Fleet, eventually};
-use sha2::{Digest, Sha256};
+use fleetbus_tests::{Fleet, eventually, sha256};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -42,13 +41,6 @@ async fn cluster_with_pod() -> anyhow::Result<(Fleet, KubeServer, Running, Arc<S
     fleet.reported_token("viewer", "cluster1").await?;
     start_web(&fleet, &kube, "web")?;
     Ok((fleet, kube, spoke, stats))
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
