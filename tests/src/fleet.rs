@@ -368,6 +368,7 @@ impl Fleet {
                 self.cli(&["get", "token", name, "--cluster", cluster])
                     .await
                     .ok()
+                    .map(|line| line.trim().to_owned())
             },
         )
         .await

@@ -354,8 +354,10 @@ impl Pump {
         mut replies: Replies,
         tx: mpsc::Sender<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
     ) {
-        let mut keepalive = tokio::time::interval(tunnel::KEEPALIVE);
-        keepalive.tick().await;
+        // Not `interval` and its first tick: that tick waits for the timer wheel's next turn,
+        // up to a millisecond added to every streamed response.
+        let start = tokio::time::Instant::now() + tunnel::KEEPALIVE;
+        let mut keepalive = tokio::time::interval_at(start, tunnel::KEEPALIVE);
         let mut buffered: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
         let mut ended = false;
         let mut heard = tokio::time::Instant::now();
