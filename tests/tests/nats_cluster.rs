@@ -48,7 +48,7 @@ async fn a_three_node_cluster_loses_a_node_and_nothing_else() -> anyhow::Result<
         },
     )
     .await?;
-    assert_eq!(after, token);
+    assert_eq!(after.trim(), token);
     let grants = eventually("grants after the node loss", WAIT, || async {
         fleet.cli(&["get", "grants"]).await.ok()
     })
