@@ -109,6 +109,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// CPU seconds used so far by the hub, nats-server and this process (the simulated spokes).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    hub: f64,
+    nats: f64,
+    spokes: f64,
+}
+
 /// Hub and nats-server resources for a row.
 struct Meter {
     hub: u32,
@@ -116,20 +124,27 @@ struct Meter {
 }
 
 impl Meter {
-    fn row(&self, scenario: &str, n: usize, cpu_before: f64, latencies: Vec<Duration>) -> Row {
+    fn row(&self, scenario: &str, n: usize, before: Cpu, latencies: Vec<Duration>) -> Row {
+        let now = self.cpu();
         Row {
             scenario: scenario.into(),
             n,
             latencies: summarize(latencies),
-            hub_cpu_s: procfs::cpu_seconds(self.hub) - cpu_before,
+            hub_cpu_s: now.hub - before.hub,
+            nats_cpu_s: now.nats - before.nats,
+            spokes_cpu_s: now.spokes - before.spokes,
             hub_peak_mib: procfs::rss_mib(self.hub).1,
             nats_mib: procfs::rss_mib(self.nats).0,
             note: String::new(),
         }
     }
 
-    fn cpu(&self) -> f64 {
-        procfs::cpu_seconds(self.hub)
+    fn cpu(&self) -> Cpu {
+        Cpu {
+            hub: procfs::cpu_seconds(self.hub),
+            nats: procfs::cpu_seconds(self.nats),
+            spokes: procfs::cpu_seconds(std::process::id()),
+        }
     }
 }
 

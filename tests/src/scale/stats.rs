@@ -13,6 +13,10 @@ pub struct Row {
     pub latencies: Option<Summary>,
     /// Hub CPU seconds during the scenario.
     pub hub_cpu_s: f64,
+    /// nats-server CPU seconds during the scenario.
+    pub nats_cpu_s: f64,
+    /// CPU seconds of the benchmark process (the simulated spokes) during the scenario.
+    pub spokes_cpu_s: f64,
     /// Hub peak resident memory so far (MiB).
     pub hub_peak_mib: f64,
     /// nats-server resident memory at the end (MiB).
@@ -66,6 +70,8 @@ pub fn table(rows: &[Row]) -> String {
         "p99",
         "max",
         "hub CPU s",
+        "nats CPU s",
+        "spokes CPU s",
         "hub peak RSS",
         "nats RSS",
         "note",
@@ -83,6 +89,8 @@ pub fn table(rows: &[Row]) -> String {
                 lat(|s| s.p99),
                 lat(|s| s.max),
                 format!("{:.1}", r.hub_cpu_s),
+                format!("{:.1}", r.nats_cpu_s),
+                format!("{:.1}", r.spokes_cpu_s),
                 format!("{:.0} MiB", r.hub_peak_mib),
                 format!("{:.0} MiB", r.nats_mib),
                 r.note.clone(),
