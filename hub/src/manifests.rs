@@ -29,8 +29,9 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 /// Manifests of all works.
 #[derive(Clone)]
 pub struct ManifestStore {
-    objects: object_store::ObjectStore,
-    uploads: kv::Store,
+    // Shared, as a bucket's store is (see `store::open_kv`).
+    objects: Arc<object_store::ObjectStore>,
+    uploads: Arc<kv::Store>,
     cache: Arc<Mutex<VecDeque<(String, Bytes)>>>,
 }
 
@@ -73,8 +74,8 @@ impl ManifestStore {
                 .map_err(|e| anyhow::anyhow!("bucket {uploads}: {e}"))?,
         };
         Ok(Self {
-            objects,
-            uploads,
+            objects: Arc::new(objects),
+            uploads: Arc::new(uploads),
             cache: Arc::default(),
         })
     }

@@ -30,7 +30,7 @@ pub enum SecretError {
 /// The sealed-token bucket.
 #[derive(Clone)]
 pub struct Secrets {
-    kv: kv::Store,
+    kv: std::sync::Arc<kv::Store>,
     key: std::sync::Arc<LessSafeKey>,
 }
 

@@ -44,14 +44,15 @@ pub enum Action<M> {
 
 const MAX_ATTEMPTS: usize = 16;
 
-/// Opens a KV bucket, creating it if this is the first hub.
+/// Opens a KV bucket, creating it if this is the first hub. Shared: an async-nats store
+/// carries the stream's whole info, too heavy to copy into every request's handler.
 pub async fn open_kv(
     js: &jetstream::Context,
     bucket: &str,
     replicas: usize,
-) -> Result<kv::Store, StoreError> {
+) -> Result<Arc<kv::Store>, StoreError> {
     if let Ok(kv) = js.get_key_value(bucket).await {
-        return Ok(kv);
+        return Ok(Arc::new(kv));
     }
     let config = kv::Config {
         bucket: bucket.to_owned(),
@@ -61,16 +62,20 @@ pub async fn open_kv(
         ..Default::default()
     };
     match js.create_key_value(config).await {
-        Ok(kv) => Ok(kv),
+        Ok(kv) => Ok(Arc::new(kv)),
         // Another replica may have created it a moment ago.
-        Err(e) => js.get_key_value(bucket).await.map_err(|_| unavailable(e)),
+        Err(e) => js
+            .get_key_value(bucket)
+            .await
+            .map(Arc::new)
+            .map_err(|_| unavailable(e)),
     }
 }
 
 /// A bucket of `M` messages, mirrored in memory by a KV watch so that listing (spoke syncs,
 /// the auth callout, the API) never creates a JetStream consumer per call.
 pub struct Bucket<M> {
-    kv: kv::Store,
+    kv: Arc<kv::Store>,
     cache: Arc<RwLock<Mirror<M>>>,
     /// Counts mirror changes, for loops that follow the bucket (placement decisions, rollout).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
@@ -231,6 +236,18 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         Some(f(cache.entries.get(key).and_then(|(_, v)| v.as_ref())))
     }
 
+    /// The mirror's live value at `key` and its revision, if the mirror is ready and has one.
+    fn mirrored(&self, key: &str) -> Option<(M, u64)> {
+        let cache = read(&self.cache);
+        if !cache.ready {
+            return None;
+        }
+        match cache.entries.get(key) {
+            Some((revision, Some(value))) => Some((value.clone(), *revision)),
+            _ => None,
+        }
+    }
+
     /// The value at `key`, if any.
     pub async fn get(&self, key: impl AsRef<str>) -> Result<Option<M>, StoreError> {
         Ok(self.entry(key.as_ref()).await?.map(|(value, _)| value))
@@ -326,16 +343,30 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
 
     /// Reads `key`, lets `decide` choose an action, and applies it with compare-and-set on
     /// the revision it read; if another replica wrote in between, reads again and retries.
+    ///
+    /// The first read is the mirror's when it holds the key (it has this hub's own writes, so
+    /// a busy key costs one round trip, not two). A write decided on it is still checked by the
+    /// compare-and-set; any other decision (keep, or an error) is taken again on the bucket's
+    /// own value, since a replica's newer write may not have reached the mirror yet.
     pub async fn update<T, E: From<StoreError>>(
         &self,
         key: impl AsRef<str>,
         mut decide: impl FnMut(Option<M>) -> Result<(Action<M>, T), E>,
     ) -> Result<T, E> {
         let key = key.as_ref();
+        let mut mirrored = self.mirrored(key);
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.entry(key).await?;
+            let from_mirror = mirrored.is_some();
+            let current = match mirrored.take() {
+                Some(entry) => Some(entry),
+                None => self.entry(key).await?,
+            };
             let revision = current.as_ref().map_or(0, |(_, r)| *r);
-            let (action, out) = decide(current.map(|(value, _)| value))?;
+            let decided = decide(current.map(|(value, _)| value));
+            if from_mirror && !matches!(decided, Ok((Action::Put(_) | Action::Delete, _))) {
+                continue;
+            }
+            let (action, out) = decided?;
             let written = match action {
                 Action::Keep => return Ok(out),
                 Action::Put(value) => {
