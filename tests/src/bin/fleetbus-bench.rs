@@ -58,6 +58,16 @@ enum Bench {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     fleetbus_nats::install_crypto_provider();
+    // Logs as the fleetbus binaries write them (RUST_LOG, warnings by default). Set first, so
+    // the test helpers' capture of every level into memory, which would cost the measured
+    // spokes, proxy and hub their time, is never installed.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Bench::parse() {
         Bench::Proxy { requests, rounds } => {
             fleetbus_tests::proxy_bench::run(requests, rounds).await
