@@ -117,7 +117,7 @@ struct Cpu {
     spokes: f64,
 }
 
-/// Hub and nats-server resources for a row.
+/// Hub, nats-server and this process's resources for a row.
 struct Meter {
     hub: u32,
     nats: u32,
