@@ -8,8 +8,9 @@
 //!    the client; sent at once when the request body is streamed, else only if the apiserver
 //!    takes longer than [`ACK_AFTER`]), then **head** (status, headers and
 //!    `U`), **data** frames, and **end**, or an **error** frame with a code at any point. A
-//!    short body of known length rides in the head itself (`Fb-Complete: true`): a small
-//!    request is two messages, open and head.
+//!    body that fits one chunk rides in the head itself (`Fb-Complete: true`) when it is of
+//!    known length or complete within [`GATHER`]: a small request is two messages, open and
+//!    head.
 //! 3. The client sends on `U`: request body **data** frames and **eof**, **credit** frames
 //!    (one per data frame passed on, with its bytes; the spoke never has more than [`WINDOW`] bytes unacknowledged,
 //!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
@@ -81,6 +82,9 @@ pub const STREAM_QUEUE: usize = WINDOW_FRAMES + 64;
 /// A spoke whose apiserver has not answered by then sends **ready**, so the client knows the
 /// stream is alive; a client that has heard nothing for [`FIRST_FRAME_TIMEOUT`] gives up.
 pub const ACK_AFTER: Duration = Duration::from_millis(500);
+/// How long the spoke waits for a response body of unknown length to end before it streams
+/// it: a short body then rides in the head, and a watch's head waits no longer than this.
+pub const GATHER: Duration = Duration::from_millis(1);
 /// How long a client waits for the first frame of a stream.
 pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keepalive period on idle streams.

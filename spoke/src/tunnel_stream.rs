@@ -209,6 +209,7 @@ async fn run_stream(
         }
     };
     let status = response.status();
+    let known_length = small_length(&response);
     let mut head = Head {
         status,
         headers: response.headers().clone(),
@@ -219,24 +220,30 @@ async fn run_stream(
         let session = Session::new(&path);
         return tunnel_session::relay(ctx, out, head, response, inbound, seq, session).await;
     }
-    // A small body of known length travels with the head: one message instead of three.
-    let rest = if is_small(&response) {
-        match tokio::time::timeout(tunnel::IDLE_TIMEOUT, response.into_body().collect()).await {
-            Ok(Ok(body)) => head.body = Some(body.to_bytes()),
-            _ => return fail(out, 502, "the kube-apiserver response broke off".into()).await,
+    // A body that fits one frame and is complete at once travels with the head: one message
+    // instead of three. The apiserver gives most objects over 2 KB no length (chunked), so
+    // for those "at once" means within a moment; a watch or a log stream waits no longer.
+    let mut body = response.into_body();
+    let first = match gather(&mut body, known_length).await {
+        Ok(Gathered::Whole(bytes)) => {
+            head.body = Some(bytes);
+            None
         }
-        None
-    } else {
-        Some(response.into_body())
+        Ok(Gathered::Started(bytes)) => Some(bytes),
+        Err(e) => {
+            let message = format!("the kube-apiserver response broke off: {e}");
+            return fail(out, 502, message).await;
+        }
     };
     let inline = head.body.as_ref().map_or(0, |body| body.len() as u64);
     if let Err(outcome) = send_head(out, head).await {
         return outcome;
     }
-    let bytes = match rest {
+    let bytes = match first {
         None => inline,
-        Some(body) => {
+        Some(first) => {
             let (inbound, seq) = (&mut inbound, &mut seq);
+            let body = (first, body);
             stream_body(ctx, out, inbound, seq, body, last_client, request_id).await
         }
     };
@@ -248,15 +255,52 @@ async fn run_stream(
     }
 }
 
-/// Whether the response body is short and of known length (never a watch or a log stream).
-fn is_small(response: &http::Response<hyper::body::Incoming>) -> bool {
+/// Whether the response body is of a known length that fits one frame.
+fn small_length(response: &http::Response<hyper::body::Incoming>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n <= tunnel::CHUNK)
+}
+
+/// The start of a response body.
+enum Gathered {
+    /// The whole body, no larger than one frame.
+    Whole(Bytes),
+    /// What arrived before the body outgrew a frame or [`tunnel::GATHER`] passed; the rest
+    /// streams.
+    Started(Bytes),
+}
+
+/// Reads the body while it may still fit one frame: to its end if its length is known to fit
+/// (within the idle timeout), else for at most [`tunnel::GATHER`].
+async fn gather(body: &mut hyper::body::Incoming, known_length: bool) -> Result<Gathered, String> {
     use hyper::body::Body;
-    response.body().is_end_stream()
-        || response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|n| n <= tunnel::CHUNK)
+    let wait = if known_length {
+        tunnel::IDLE_TIMEOUT
+    } else {
+        tunnel::GATHER
+    };
+    let deadline = Instant::now() + wait;
+    let mut gathered = bytes::BytesMut::new();
+    while !body.is_end_stream() {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    gathered.extend_from_slice(&data);
+                }
+                if gathered.len() > tunnel::CHUNK {
+                    return Ok(Gathered::Started(gathered.freeze()));
+                }
+            }
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Err(_) if known_length => return Err("no body within the idle timeout".into()),
+            Err(_) => return Ok(Gathered::Started(gathered.freeze())),
+        }
+    }
+    Ok(Gathered::Whole(gathered.freeze()))
 }
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for
@@ -338,7 +382,7 @@ fn build_request(open: Open) -> Result<http::Request<Full<Bytes>>, String> {
     Ok(request)
 }
 
-/// Streams the response body in chunks, never more than the window (bytes and frames) ahead
+/// Streams the response body (its start already read) in chunks, never more than the window (bytes and frames) ahead
 /// of the client's credit; returns the bytes sent. A stream that cannot be completed ends with
 /// an error frame and a warning, never with a clean end.
 async fn stream_body(
@@ -346,12 +390,11 @@ async fn stream_body(
     out: &mut Sender,
     inbound: &mut Route<Message>,
     seq: &mut SeqCheck,
-    mut body: hyper::body::Incoming,
+    (mut pending, mut body): (Bytes, hyper::body::Incoming),
     mut last_client: Instant,
     request_id: &str,
 ) -> u64 {
     let (mut in_flight, mut frames_in_flight, mut sent) = (0usize, 0usize, 0u64);
-    let mut pending = Bytes::new();
     let mut done = false;
     loop {
         while !pending.is_empty()
