@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+// mimalloc, not glibc's malloc: under concurrent tunnel traffic glibc's allocator took about a
+// fifth of the proxy's and the spoke's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// fleetbus benchmarks (not part of the test run; each prints its own comparison).
 #[derive(Debug, Parser)]
 #[command(name = "fleetbus-bench")]
