@@ -4,7 +4,8 @@
 //! connections kept alive like client-go's and http.client's). The token is the managed
 //! service account's on both paths, so the apiserver does the same work. Each measurement is
 //! repeated in rounds that alternate the two paths; the table gives the median round and the
-//! spread over rounds.
+//! spread over rounds. A second table splits the CPU time of the concurrent requests by
+//! process: where the tunnel's cost goes when both cores are busy.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::Fleet;
+use crate::scale::procfs;
 
 /// Object sizes of the keep-alive GETs (the ConfigMap's data; the response is a little larger).
 const SIZES: [(&str, usize); 4] = [
@@ -34,6 +36,14 @@ const SIZES: [(&str, usize); 4] = [
 const LIST_OBJECTS: usize = 21;
 
 const CONCURRENCY: usize = 64;
+
+/// Requests of the concurrent measurement, per 1000 sequential ones: enough for CPU times read
+/// at /proc's 10 ms resolution.
+const CONCURRENT_PER_1000: usize = 5000;
+
+/// The processes whose CPU time the concurrent measurement splits (the first is this one:
+/// the clients, and on the tunnel path also the proxy, spoke and hub).
+const PROCESSES: [&str; 4] = ["this process", "nats-server", "kube-apiserver", "etcd"];
 
 const RULES: &str = "- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list]\n";
 
@@ -74,7 +84,11 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         }
     }
 
+    let [apiserver, etcd] = kube.pids();
+    let nats = fleet.nats.server.pid().unwrap_or_default();
+    let pids = [std::process::id(), nats, apiserver, etcd];
     let mut rows = Vec::new();
+    let mut cpu = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds} ...");
         for (name, size) in SIZES {
@@ -106,15 +120,26 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             rate,
         ));
         let mut rps = [0.0; 2];
+        let mut split = [[0.0; PROCESSES.len()]; 2];
+        let total = requests * CONCURRENT_PER_1000 / 1000;
         for (i, (_, client)) in paths.iter().enumerate() {
-            rps[i] = concurrent(CONCURRENCY, requests, client).await?;
+            let before = pids.map(procfs::cpu_seconds);
+            rps[i] = concurrent(CONCURRENCY, total, client).await?;
+            for (j, pid) in pids.into_iter().enumerate() {
+                split[i][j] = (procfs::cpu_seconds(pid) - before[j]) * 1e6 / total as f64;
+            }
         }
+        cpu.push(split);
         rows.push(Row::ratio(
             format!("{CONCURRENCY} concurrent clients, 1 KB GETs, req/s"),
             rps,
         ));
     }
     println!("\n{}", table(&rows));
+    println!(
+        "\nCPU per request of the {CONCURRENCY} concurrent clients (µs, median round):\n\n{}",
+        cpu_table(&cpu)
+    );
     Ok(())
 }
 
@@ -227,6 +252,34 @@ async fn concurrent(clients: usize, total: usize, client: &Keepalive) -> anyhow:
         result?;
     }
     Ok((per_client * clients) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Per process and in all, the median round's CPU µs per request on both paths.
+fn cpu_table(rounds: &[[[f64; PROCESSES.len()]; 2]]) -> String {
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut out =
+        String::from("| process | direct | tunnel | added |\n| --- | --- | --- | --- |\n");
+    let mut sums = [0.0; 2];
+    for (j, name) in PROCESSES.iter().enumerate() {
+        let [direct, tunnel] =
+            [0, 1].map(|i| median(&mut rounds.iter().map(|r| r[i][j]).collect()));
+        sums[0] += direct;
+        sums[1] += tunnel;
+        out.push_str(&format!(
+            "| {name} | {direct:.0} | {tunnel:.0} | {:+.0} |\n",
+            tunnel - direct
+        ));
+    }
+    out.push_str(&format!(
+        "| all | {:.0} | {:.0} | {:+.0} |\n",
+        sums[0],
+        sums[1],
+        sums[1] - sums[0]
+    ));
+    out
 }
 
 /// One measurement of one round on both paths.

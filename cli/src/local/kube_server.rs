@@ -71,6 +71,11 @@ pub fn kubectl(kubeconfig: &Path) -> Command {
 }
 
 impl KubeServer {
+    /// The process ids of kube-apiserver and etcd (for CPU accounting).
+    pub fn pids(&self) -> [u32; 2] {
+        [self.apiserver.id(), self.etcd.id()]
+    }
+
     /// `kubectl` as this server's admin.
     pub fn kubectl(&self) -> Command {
         kubectl(&self.kubeconfig)

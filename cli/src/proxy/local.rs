@@ -63,20 +63,16 @@ pub fn new_secret() -> String {
 
 /// A request id, also sent to the apiserver as `Audit-ID` (UUID shaped, as the apiserver's own).
 pub fn request_id() -> String {
-    let b = rand::random::<u128>().to_be_bytes();
-    let hex = data_hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-fn data_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    for (i, b) in rand::random::<u128>().to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    id
 }
 
 /// Serves TLS connections from `listener` until `stop`.
@@ -250,7 +246,12 @@ mod tests {
     fn request_ids_look_like_audit_ids() {
         let id = request_id();
         assert_eq!(id.len(), 36);
-        assert_eq!(id.matches('-').count(), 4);
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(
+            id.chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(id, request_id());
     }
 

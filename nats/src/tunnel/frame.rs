@@ -273,9 +273,11 @@ fn put_http_headers(h: &mut HeaderMap, http: &http::HeaderMap) -> Result<(), Fra
         let Ok(nats_value) = value.parse::<HeaderValue>() else {
             continue;
         };
-        let Ok(nats_name) =
-            format!("{}{}", tunnel::HTTP_HEADER_PREFIX, name.as_str()).parse::<HeaderName>()
-        else {
+        let mut prefixed =
+            String::with_capacity(tunnel::HTTP_HEADER_PREFIX.len() + name.as_str().len());
+        prefixed.push_str(tunnel::HTTP_HEADER_PREFIX);
+        prefixed.push_str(name.as_str());
+        let Ok(nats_name) = HeaderName::try_from(prefixed) else {
             continue;
         };
         count += 1;
@@ -293,8 +295,7 @@ fn take_http_headers(h: &HeaderMap) -> Result<http::HeaderMap, FrameError> {
     let mut out = http::HeaderMap::new();
     let mut bytes = 0;
     for (name, values) in h.iter() {
-        let name = name.to_string();
-        let Some(http_name) = strip_prefix_ci(&name, tunnel::HTTP_HEADER_PREFIX) else {
+        let Some(http_name) = strip_prefix_ci(name.as_ref(), tunnel::HTTP_HEADER_PREFIX) else {
             continue;
         };
         let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else {
