@@ -15,6 +15,7 @@ pub mod session;
 pub mod sim;
 pub mod tokens;
 pub mod tunnel;
+pub mod tunnel_gather;
 pub mod tunnel_session;
 pub mod tunnel_stream;
 pub mod upstream;

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::tunnel_gather::{Gathered, gather, small_length};
 use crate::tunnel_session::{self, Session};
 use crate::upstream::Upstream;
 
@@ -253,54 +254,6 @@ async fn run_stream(
         message: String::new(),
         session: None,
     }
-}
-
-/// Whether the response body is of a known length that fits one frame.
-fn small_length(response: &http::Response<hyper::body::Incoming>) -> bool {
-    response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n <= tunnel::CHUNK)
-}
-
-/// The start of a response body.
-enum Gathered {
-    /// The whole body, no larger than one frame.
-    Whole(Bytes),
-    /// What arrived before the body outgrew a frame or [`tunnel::GATHER`] passed; the rest
-    /// streams.
-    Started(Bytes),
-}
-
-/// Reads the body while it may still fit one frame: to its end if its length is known to fit
-/// (within the idle timeout), else for at most [`tunnel::GATHER`].
-async fn gather(body: &mut hyper::body::Incoming, known_length: bool) -> Result<Gathered, String> {
-    use hyper::body::Body;
-    let wait = if known_length {
-        tunnel::IDLE_TIMEOUT
-    } else {
-        tunnel::GATHER
-    };
-    let deadline = Instant::now() + wait;
-    let mut gathered = bytes::BytesMut::new();
-    while !body.is_end_stream() {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(None) => break,
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    gathered.extend_from_slice(&data);
-                }
-                if gathered.len() > tunnel::CHUNK {
-                    return Ok(Gathered::Started(gathered.freeze()));
-                }
-            }
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Err(_) if known_length => return Err("no body within the idle timeout".into()),
-            Err(_) => return Ok(Gathered::Started(gathered.freeze())),
-        }
-    }
-    Ok(Gathered::Whole(gathered.freeze()))
 }
 
 /// Handles a control frame while no body is expected: `Ok(None)` to go on, `Ok(Some(n))` for
