@@ -15,6 +15,7 @@ pub mod pod;
 pub mod proxy_bench;
 pub mod python;
 pub mod scale;
+pub mod tunnel_seed;
 pub mod wait;
 pub mod works;
 
