@@ -221,9 +221,7 @@ async fn run_stream(
         let session = Session::new(&path);
         return tunnel_session::relay(ctx, out, head, response, inbound, seq, session).await;
     }
-    // A body that fits one frame and is complete at once travels with the head: one message
-    // instead of three. The apiserver gives most objects over 2 KB no length (chunked), so
-    // for those "at once" means within a moment; a watch or a log stream waits no longer.
+    // A body that fits one frame and is complete at once travels with the head.
     let mut body = response.into_body();
     let first = match gather(&mut body, known_length).await {
         Ok(Gathered::Whole(bytes)) => {
@@ -335,9 +333,9 @@ fn build_request(open: Open) -> Result<http::Request<Full<Bytes>>, String> {
     Ok(request)
 }
 
-/// Streams the response body (its start already read) in chunks, never more than the window (bytes and frames) ahead
-/// of the client's credit; returns the bytes sent. A stream that cannot be completed ends with
-/// an error frame and a warning, never with a clean end.
+/// Streams the response body (its start already read) in chunks, never more than the window
+/// (bytes and frames) ahead of the client's credit; returns the bytes sent. A stream that
+/// cannot be completed ends with an error frame and a warning, never with a clean end.
 async fn stream_body(
     ctx: &StreamContext,
     out: &mut Sender,

@@ -121,7 +121,8 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         ));
         let mut rps = [0.0; 2];
         let mut split = [[0.0; PROCESSES.len()]; 2];
-        let total = requests * CONCURRENT_PER_1000 / 1000;
+        // A multiple of the clients, so each sends the same number.
+        let total = (requests * CONCURRENT_PER_1000 / 1000).div_ceil(CONCURRENCY) * CONCURRENCY;
         for (i, (_, client)) in paths.iter().enumerate() {
             let before = pids.map(procfs::cpu_seconds);
             rps[i] = concurrent(CONCURRENCY, total, client).await?;
@@ -274,7 +275,7 @@ fn cpu_table(rounds: &[[[f64; PROCESSES.len()]; 2]]) -> String {
         ));
     }
     out.push_str(&format!(
-        "| all | {:.0} | {:.0} | {:+.0} |\n",
+        "| all (the rows' sum) | {:.0} | {:.0} | {:+.0} |\n",
         sums[0],
         sums[1],
         sums[1] - sums[0]
