@@ -137,17 +137,35 @@ impl<M: Message + Default + Clone + Send + Sync + 'static> Bucket<M> {
         replicas: usize,
         shutdown: &CancellationToken,
     ) -> Result<Self, StoreError> {
-        let this = Self {
+        let this = Self::unfollowed(js, bucket, replicas, false).await?;
+        tokio::spawn(this.clone().mirror(shutdown.clone()));
+        Ok(this)
+    }
+
+    /// Opens (or creates) `bucket` with a mirror that no watch feeds but that counts as caught
+    /// up: it holds only this handle's own writes, so it is stale as soon as anyone else
+    /// writes. For tests of what [`Bucket::update`] does with a mirror that lags; the hub
+    /// always uses [`Bucket::open`].
+    #[doc(hidden)]
+    pub async fn frozen(js: &jetstream::Context, bucket: &str) -> Result<Self, StoreError> {
+        Self::unfollowed(js, bucket, 1, true).await
+    }
+
+    async fn unfollowed(
+        js: &jetstream::Context,
+        bucket: &str,
+        replicas: usize,
+        ready: bool,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
             kv: open_kv(js, bucket, replicas).await?,
             cache: Arc::new(RwLock::new(Mirror {
                 entries: BTreeMap::new(),
-                ready: false,
+                ready,
             })),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             _message: PhantomData,
-        };
-        tokio::spawn(this.clone().mirror(shutdown.clone()));
-        Ok(this)
+        })
     }
 
     /// Follows every change of the bucket; restarts the watch if it breaks.
