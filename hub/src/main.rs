@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-// mimalloc, not glibc's malloc: under concurrent tunnel traffic glibc's allocator took about a
-// fifth of the proxy's and the spoke's CPU (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = fleetbus_hub::Args::parse();
