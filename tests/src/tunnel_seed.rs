@@ -2,6 +2,7 @@
 //! service account `dep` granted to alice, and helpers to reach it through the tunnel.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use fleetbus_cli::hub_client::HubClient;
 use fleetbus_cli::local::kube_server::KubeServer;
@@ -11,7 +12,7 @@ use fleetbus_schema::v1::ConditionStatus;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
-use crate::Fleet;
+use crate::{Fleet, eventually};
 
 /// Creates `count` ConfigMaps `<prefix>-N` in `default` of ~`4 * repeat` bytes each, and
 /// returns the path of their LIST and its body read directly from the apiserver.
@@ -65,6 +66,17 @@ impl Seed {
     pub fn streams(&self) -> usize {
         self.stats.active_streams.load(Ordering::Relaxed)
     }
+}
+
+/// Waits up to `within` until the spoke whose counters are `stats` holds no tunnel stream.
+pub async fn no_stream_left(
+    stats: &fleetbus_spoke::config::Stats,
+    within: Duration,
+) -> anyhow::Result<()> {
+    eventually("the spoke holds no stream", within, || async {
+        (stats.active_streams.load(Ordering::Relaxed) == 0).then_some(())
+    })
+    .await
 }
 
 /// Starts the shared fleet.

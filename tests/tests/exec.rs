@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fleetbus_cli::local::kube_server::KubeServer;
@@ -19,6 +18,7 @@ use fleetbus_spoke::config::Stats;
 use fleetbus_tests::audit::events;
 use fleetbus_tests::fleet::Running;
 use fleetbus_tests::pod::{OPS_RULES, TRANSPORTS, kubectl, run, start_web, text};
+use fleetbus_tests::tunnel_seed::no_stream_left;
 use fleetbus_tests::{Fleet, eventually, sha256};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -133,12 +133,7 @@ async fn exec_attach_cp_and_port_forward_through_the_tunnel_on_a_node() -> anyho
         assert!(seen.contains("line "), "{name}: attach saw {seen:?}");
         port_forward(&fleet, websockets, name).await?;
     }
-    eventually(
-        "the spoke holds no stream once clients are gone",
-        WAIT,
-        || async { (stats.active_streams.load(Ordering::Relaxed) == 0).then_some(()) },
-    )
-    .await?;
+    no_stream_left(&stats, WAIT).await?;
 
     // One audit event per session, with what ran where and how it ended.
     let events: Vec<AuditEvent> = events(&fleet).await?.into_iter().map(|(_, e)| e).collect();

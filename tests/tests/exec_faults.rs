@@ -8,7 +8,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use fleetbus_spoke::config::Stats;
 use fleetbus_tests::audit::events;
 use fleetbus_tests::fleet::Running;
 use fleetbus_tests::pod::{OPS_RULES, kubectl, run, start_web, text};
+use fleetbus_tests::tunnel_seed::no_stream_left;
 use fleetbus_tests::{Fleet, eventually};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -118,13 +118,6 @@ fn echo(conn: &mut TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(got)
 }
 
-async fn no_stream_left(stats: &Stats) -> anyhow::Result<()> {
-    eventually("the spoke holds no stream", WAIT, || async {
-        (stats.active_streams.load(Ordering::Relaxed) == 0).then_some(())
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_that_dies_mid_stream_ends_its_sessions_as_it_would_directly() -> anyhow::Result<()> {
     let (fleet, kube, _spoke, stats) = cluster().await?;
@@ -196,7 +189,7 @@ async fn a_pod_that_dies_mid_stream_ends_its_sessions_as_it_would_directly() -> 
     assert_eq!(echo(&mut conn, b"after")?, b"after");
     drop(conn);
     drop(forward);
-    no_stream_left(&stats).await?;
+    no_stream_left(&stats, WAIT).await?;
     Ok(())
 }
 
@@ -251,7 +244,7 @@ async fn a_client_that_stops_reading_mid_copy_holds_back_only_its_own_stream() -
     // took plus the windows in between, not the whole file.
     stalled.kill()?;
     stalled.wait()?;
-    no_stream_left(&stats).await?;
+    no_stream_left(&stats, WAIT).await?;
     let session = eventually("the copy's audit event", WAIT, || async {
         let events: Vec<AuditEvent> = events(&fleet)
             .await

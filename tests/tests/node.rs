@@ -9,12 +9,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fleetbus_cli::local::kube_server::KubeServer;
 use fleetbus_cli::local::node_host::{SYSCTLS, command_lines, read_sysctl};
 use fleetbus_schema::v1::ConditionStatus;
+use fleetbus_tests::tunnel_seed::no_stream_left;
 use fleetbus_tests::works::{condition, create_work, one_cluster_with_node, work_json};
 use fleetbus_tests::{Fleet, eventually};
 use serde_json::{Value, json};
@@ -342,9 +342,6 @@ async fn logs_and_logs_follow_through_the_tunnel_on_a_node() -> anyhow::Result<(
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
     follow.kill()?;
     follow.wait()?;
-    eventually("the spoke let go of the stream", WAIT, || async {
-        (stats.active_streams.load(Ordering::Relaxed) == 0).then_some(())
-    })
-    .await?;
+    no_stream_left(&stats, WAIT).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use fleetbus_cli::local::kube_server::KubeServer;
 use fleetbus_schema::v1::ConditionStatus;
 use fleetbus_schema::{ClusterName, Identity, UserName};
-use fleetbus_tests::tunnel_seed::{get, seed, tunnel_as};
+use fleetbus_tests::tunnel_seed::{get, no_stream_left, seed, tunnel_as};
 use fleetbus_tests::{Fleet, eventually};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -174,10 +174,7 @@ async fn the_seed_example_through_the_tunnel() -> anyhow::Result<()> {
     watch.wait()?;
     // The killed client sent no cancel: the spoke notices the silence after the idle timeout.
     let idle = fleetbus_schema::tunnel::IDLE_TIMEOUT + Duration::from_secs(10);
-    eventually("streams freed after the watch ended", idle, || async {
-        (seed.streams() == 0).then_some(())
-    })
-    .await?;
+    no_stream_left(&seed.stats, idle).await?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use fleetbus_cli::proxy::tunnel::TunnelError;
 use fleetbus_schema::v1::ConditionStatus;
 use fleetbus_tests::eventually;
-use fleetbus_tests::tunnel_seed::{big_configmaps, get, seed, tunnel_as};
+use fleetbus_tests::tunnel_seed::{big_configmaps, get, no_stream_left, seed, tunnel_as};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -67,10 +67,7 @@ async fn a_large_list_arrives_byte_identical_even_to_a_slow_reader() -> anyhow::
     let _first = body.frame().await;
     assert!(seed.streams() >= 1);
     drop(body);
-    eventually("the cancelled stream freed", WAIT, || async {
-        (seed.streams() == 0).then_some(())
-    })
-    .await?;
+    no_stream_left(&seed.stats, WAIT).await?;
 
     // The request id is the Audit-ID in the member cluster's own audit log (and, from
     // Kubernetes 1.21 on, in the response).
@@ -174,10 +171,7 @@ async fn concurrent_large_lists_are_whole_while_other_clients_hang_up() -> anyho
     while let Some(result) = clients.join_next().await {
         result??;
     }
-    eventually("every stream freed", WAIT, || async {
-        (seed.streams() == 0).then_some(())
-    })
-    .await?;
+    no_stream_left(&seed.stats, WAIT).await?;
     Ok(())
 }
 
@@ -278,9 +272,6 @@ async fn python_http_clients_through_proxy_serve_get_whole_lists() -> anyhow::Re
         "{}",
         run.stdout
     );
-    eventually("every stream freed", WAIT, || async {
-        (seed.streams() == 0).then_some(())
-    })
-    .await?;
+    no_stream_left(&seed.stats, WAIT).await?;
     Ok(())
 }
