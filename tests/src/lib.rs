@@ -13,6 +13,7 @@ pub mod nats_env;
 pub mod placement;
 pub mod pod;
 pub mod proxy_bench;
+mod proxy_floor;
 pub mod python;
 pub mod scale;
 pub mod tunnel_seed;

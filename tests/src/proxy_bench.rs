@@ -4,8 +4,10 @@
 //! connections kept alive like client-go's and http.client's). The token is the managed
 //! service account's on both paths, so the apiserver does the same work. Each measurement is
 //! repeated in rounds that alternate the two paths; the table gives the median round and the
-//! spread over rounds. A second table splits the CPU time of the concurrent requests by
-//! process: where the tunnel's cost goes when both cores are busy.
+//! spread over rounds. The floor rows measure a bare relay with the tunnel's hops and nothing
+//! else (`proxy_floor`): how close fleetbus gets to what any relay through NATS costs here. A
+//! second table splits the CPU time of the concurrent requests by process: where the tunnel's
+//! cost goes when both cores are busy.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::Fleet;
+use crate::proxy_floor::Floor;
 use crate::scale::procfs;
 
 /// Object sizes of the keep-alive GETs (the ConfigMap's data; the response is a little larger).
@@ -77,8 +80,12 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         session.ca_pem(),
         session.secret(),
     )?;
+    let hub = fleetbus_schema::Identity::Hub;
+    let (local, remote) = (fleet.nats.connect_as(&hub), fleet.nats.connect_as(&hub));
+    let relay = Floor::start(local.await?, remote.await?, &kube.url, &kube.ca_pem).await?;
+    let floor = Keepalive::new(&format!("https://{}", relay.addr), &relay.ca_pem, &token)?;
     let paths = [("direct", &direct), ("tunnel", &tunnel)];
-    for (_, client) in paths {
+    for client in [&direct, &tunnel, &floor] {
         for _ in 0..50 {
             client.get(&object("1 KB")).await?;
         }
@@ -91,6 +98,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
     let mut cpu = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds} ...");
+        let mut direct_1kb = 0.0;
         for (name, size) in SIZES {
             let n = (requests * 20_000 / size).clamp(requests / 10, requests);
             let path = object(name);
@@ -99,6 +107,9 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             for (i, (_, client)) in paths.iter().enumerate() {
                 let l = latencies(n, || client.get(&path)).await?;
                 (p50[i], p99[i]) = (millis(l[l.len() / 2]), millis(l[l.len() * 99 / 100]));
+            }
+            if size == SIZES[0].1 {
+                direct_1kb = p50[0];
             }
             rows.push(Row::latency(
                 format!("GET {name} p50 ({n} sequential, one connection)"),
@@ -134,6 +145,17 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         rows.push(Row::ratio(
             format!("{CONCURRENCY} concurrent clients, 1 KB GETs, req/s"),
             rps,
+        ));
+        let path = object("1 KB");
+        let l = latencies(requests, || floor.get(&path)).await?;
+        rows.push(Row::latency(
+            format!("floor: GET 1 KB p50 ({requests} sequential, one connection)"),
+            [direct_1kb, millis(l[l.len() / 2])],
+        ));
+        let floor_rps = concurrent(CONCURRENCY, total, &floor).await?;
+        rows.push(Row::ratio(
+            format!("floor: {CONCURRENCY} concurrent clients, 1 KB GETs, req/s"),
+            [rps[0], floor_rps],
         ));
     }
     println!("\n{}", table(&rows));
@@ -174,14 +196,14 @@ fn millis(d: Duration) -> f64 {
 }
 
 /// An HTTPS client that keeps its connections alive, trusting one CA, with one bearer token.
-struct Keepalive {
+pub(crate) struct Keepalive {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
     base: String,
     authorization: String,
 }
 
 impl Keepalive {
-    fn new(base: &str, ca_pem: &str, token: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, ca_pem: &str, token: &str) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert?)?;
@@ -206,13 +228,7 @@ impl Keepalive {
 
     /// GETs `path` and reads the whole body; its length.
     async fn get(&self, path: &str) -> anyhow::Result<usize> {
-        let request = http::Request::get(format!("{}{path}", self.base))
-            .header(http::header::AUTHORIZATION, &self.authorization)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())?;
-        let response = self.client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
+        let (status, body) = self.fetch(path, &self.authorization).await?;
         anyhow::ensure!(
             status.is_success(),
             "{} {path}: {status} {}",
@@ -220,6 +236,21 @@ impl Keepalive {
             String::from_utf8_lossy(&body)
         );
         Ok(body.len())
+    }
+
+    /// GETs `path` with `authorization` (not this client's own); the status and whole body.
+    pub(crate) async fn fetch(
+        &self,
+        path: &str,
+        authorization: &str,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+        let request = http::Request::get(format!("{}{path}", self.base))
+            .header(http::header::AUTHORIZATION, authorization)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())?;
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
     }
 }
 
