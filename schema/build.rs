@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/fleetbus/v1/audit.proto",
         "proto/fleetbus/v1/api.proto",
         "proto/fleetbus/v1/placement.proto",
+        "proto/fleetbus/v1/tunnel.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");
@@ -15,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     prost_build::Config::new()
         .enable_type_names()
+        // Header values are slices of the frame they arrived in, not copies.
+        .bytes([".fleetbus.v1.HttpHeader.value"])
         .compile_fds(descriptors)?;
     Ok(())
 }

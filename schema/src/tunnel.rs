@@ -2,18 +2,21 @@
 //!
 //! 1. The client subscribes to a fresh inbox `R` and publishes an **open** frame to
 //!    `<prefix>.kapi.<cluster>.open` (a queue group: one spoke replica takes it) with reply `R`.
-//!    The request line and headers travel in NATS headers; a body that fits in one chunk is
-//!    the payload (`Fb-Body: inline`), a larger one follows as `data` frames (`Fb-Body: stream`).
+//!    Every frame's kind and number travel in NATS headers (`Fb-Kind`, `Fb-Seq`, readable with
+//!    `nats sub`); the request (method, path, request id, end-to-end headers) is a
+//!    [`TunnelOpen`](crate::v1::TunnelOpen) at the start of the payload, length-delimited. A
+//!    body that fits in one chunk follows it (`inline_body`); a larger one follows as `data`
+//!    frames.
 //! 2. The spoke answers on `R`: **ready** (naming its per-stream subject `U` for frames from
 //!    the client; sent at once when the request body is streamed, else only if the apiserver
-//!    takes longer than [`ACK_AFTER`]), then **head** (status, headers and
-//!    `U`), **data** frames, and **end**, or an **error** frame with a code at any point. A
-//!    body that fits one chunk rides in the head itself (`Fb-Complete: true`) when it is of
+//!    takes longer than [`ACK_AFTER`]), then **head** (a
+//!    [`TunnelHead`](crate::v1::TunnelHead): status, headers and `U`), **data** frames, and
+//!    **end**, or an **error** frame with a code at any point. A body that fits one chunk rides in the head itself (`complete`) when it is of
 //!    known length or complete within [`GATHER`]: a small request is two messages, open and
 //!    head.
 //! 3. The client sends on `U`: request body **data** frames and **eof**, **credit** frames
-//!    (one per data frame passed on, with its bytes; the spoke never has more than [`WINDOW`] bytes unacknowledged,
-//!    because core NATS drops messages for slow consumers), **keepalive** while idle, and
+//!    (one per data frame passed on, with its bytes; the spoke never has more than [`WINDOW`]
+//!    bytes unacknowledged, because core NATS drops messages for slow consumers), **keepalive** while idle, and
 //!    **cancel** when its caller goes away. The spoke sends keepalives on idle streams too;
 //!    either side ends a stream that has been silent for [`IDLE_TIMEOUT`].
 //!    Stream frames after the open carry their sender's own stream subject as reply (`R` from
@@ -22,11 +25,11 @@
 //!    the stream ends at once ("the other end of the stream is gone") instead of after the
 //!    idle timeout: at most one [`KEEPALIVE`] after the peer died.
 //!
-//! 4. **Upgrades** (exec, attach, port-forward): an open frame with `Fb-Upgrade` (the
+//! 4. **Upgrades** (exec, attach, port-forward): an open frame with `upgrade` (the
 //!    request's `Upgrade` header, e.g. `SPDY/3.1` or `websocket`) asks the spoke to send the
 //!    request upstream as an HTTP/1.1 upgrade. Any answer but 101 comes back as an ordinary
 //!    response, so kubectl's fallback from WebSocket to SPDY works. After a head with status
-//!    101 (and `Fb-Upgrade` naming the protocol upgraded to), both sides relay raw bytes as
+//!    101 (and `upgrade` naming the protocol upgraded to), both sides relay raw bytes as
 //!    **data** frames, each direction under its own credit window; **eof** half-closes one
 //!    direction, and the stream ends when both have ended. Either side may send **error**
 //!    (or **cancel**) to end it at once.
@@ -42,22 +45,6 @@ use std::time::Duration;
 pub const KIND: &str = "Fb-Kind";
 /// Sequence number of the frame in its direction.
 pub const SEQ: &str = "Fb-Seq";
-/// Correlates the request with audit events and the apiserver's `Audit-ID`.
-pub const REQUEST_ID: &str = "Fb-Request-Id";
-/// HTTP method (open).
-pub const METHOD: &str = "Fb-Method";
-/// Path and query (open).
-pub const PATH: &str = "Fb-Path";
-/// The managed service account whose token the client sends (open; informational, for audit).
-pub const SERVICE_ACCOUNT: &str = "Fb-Service-Account";
-/// `inline` or `stream` (open).
-pub const BODY: &str = "Fb-Body";
-/// The protocol asked for (open) or upgraded to (head with status 101).
-pub const UPGRADE: &str = "Fb-Upgrade";
-/// HTTP status (head).
-pub const STATUS: &str = "Fb-Status";
-/// The head carries the whole body; no data or end frames follow (head).
-pub const COMPLETE: &str = "Fb-Complete";
 /// Subject for frames from the client (ready, head).
 pub const UPSTREAM: &str = "Fb-Upstream";
 /// Bytes acknowledged (credit).
@@ -66,8 +53,6 @@ pub const CREDIT: &str = "Fb-Credit";
 pub const ERROR_CODE: &str = "Fb-Error-Code";
 /// Error message (error).
 pub const ERROR_MESSAGE: &str = "Fb-Error";
-/// Prefix of forwarded HTTP header names (`Fb-H-Accept`).
-pub const HTTP_HEADER_PREFIX: &str = "Fb-H-";
 
 /// Largest data frame payload; below the 1 MiB default `max_payload` with room for headers.
 pub const CHUNK: usize = 256 * 1024;

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod exec_bench;
 pub mod fleet;
 pub mod forward;
+pub mod frames_bench;
 pub mod fuzz_input;
 pub mod fuzz_seeds;
 pub mod nats_env;

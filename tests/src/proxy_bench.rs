@@ -84,7 +84,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
     let (local, remote) = (fleet.nats.connect_as(&hub), fleet.nats.connect_as(&hub));
     let relay = Floor::start(local.await?, remote.await?, &kube.url, &kube.ca_pem).await?;
     let floor = Keepalive::new(&format!("https://{}", relay.addr), &relay.ca_pem, &token)?;
-    let paths = [("direct", &direct), ("tunnel", &tunnel)];
+    let paths = [&direct, &tunnel];
     for client in [&direct, &tunnel, &floor] {
         for _ in 0..50 {
             client.get(&object("1 KB")).await?;
@@ -104,7 +104,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             let path = object(name);
             let mut p50 = [0.0; 2];
             let mut p99 = [0.0; 2];
-            for (i, (_, client)) in paths.iter().enumerate() {
+            for (i, client) in paths.into_iter().enumerate() {
                 let l = latencies(n, || client.get(&path)).await?;
                 (p50[i], p99[i]) = (millis(l[l.len() / 2]), millis(l[l.len() * 99 / 100]));
             }
@@ -118,7 +118,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             rows.push(Row::latency(format!("GET {name} p99"), p99));
         }
         let mut rate = [0.0; 2];
-        for (i, (_, client)) in paths.iter().enumerate() {
+        for (i, client) in paths.into_iter().enumerate() {
             let started = Instant::now();
             let mut bytes = 0;
             for _ in 0..3 {
@@ -130,11 +130,12 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             format!("LIST of {LIST_OBJECTS} MB, MB/s (3 sequential)"),
             rate,
         ));
-        let mut rps = [0.0; 2];
-        let mut split = [[0.0; PROCESSES.len()]; 2];
+        // The floor runs here too, so its CPU split is beside the tunnel's.
+        let mut rps = [0.0; 3];
+        let mut split = [[0.0; PROCESSES.len()]; 3];
         // A multiple of the clients, so each sends the same number.
         let total = (requests * CONCURRENT_PER_1000 / 1000).div_ceil(CONCURRENCY) * CONCURRENCY;
-        for (i, (_, client)) in paths.iter().enumerate() {
+        for (i, client) in [&direct, &tunnel, &floor].into_iter().enumerate() {
             let before = pids.map(procfs::cpu_seconds);
             rps[i] = concurrent(CONCURRENCY, total, client).await?;
             for (j, pid) in pids.into_iter().enumerate() {
@@ -144,7 +145,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         cpu.push(split);
         rows.push(Row::ratio(
             format!("{CONCURRENCY} concurrent clients, 1 KB GETs, req/s"),
-            rps,
+            [rps[0], rps[1]],
         ));
         let path = object("1 KB");
         let l = latencies(requests, || floor.get(&path)).await?;
@@ -152,10 +153,9 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
             format!("floor: GET 1 KB p50 ({requests} sequential, one connection)"),
             [direct_1kb, millis(l[l.len() / 2])],
         ));
-        let floor_rps = concurrent(CONCURRENCY, total, &floor).await?;
         rows.push(Row::ratio(
             format!("floor: {CONCURRENCY} concurrent clients, 1 KB GETs, req/s"),
-            [rps[0], floor_rps],
+            [rps[0], rps[2]],
         ));
     }
     println!("\n{}", table(&rows));
@@ -286,31 +286,32 @@ async fn concurrent(clients: usize, total: usize, client: &Keepalive) -> anyhow:
     Ok((per_client * clients) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Per process and in all, the median round's CPU µs per request on both paths.
-fn cpu_table(rounds: &[[[f64; PROCESSES.len()]; 2]]) -> String {
+/// Per process and in all, the median round's CPU µs per request on each path (direct,
+/// tunnel, floor), and what the tunnel and the floor add to direct access.
+fn cpu_table(rounds: &[[[f64; PROCESSES.len()]; 3]]) -> String {
     let median = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let mut out =
-        String::from("| process | direct | tunnel | added |\n| --- | --- | --- | --- |\n");
-    let mut sums = [0.0; 2];
+    let mut out = String::from(
+        "| process | direct | tunnel | added | floor | added |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    let line = |name: &str, [direct, tunnel, floor]: [f64; 3]| {
+        format!(
+            "| {name} | {direct:.0} | {tunnel:.0} | {:+.0} | {floor:.0} | {:+.0} |\n",
+            tunnel - direct,
+            floor - direct
+        )
+    };
+    let mut sums = [0.0; 3];
     for (j, name) in PROCESSES.iter().enumerate() {
-        let [direct, tunnel] =
-            [0, 1].map(|i| median(&mut rounds.iter().map(|r| r[i][j]).collect()));
-        sums[0] += direct;
-        sums[1] += tunnel;
-        out.push_str(&format!(
-            "| {name} | {direct:.0} | {tunnel:.0} | {:+.0} |\n",
-            tunnel - direct
-        ));
+        let values = [0, 1, 2].map(|i| median(&mut rounds.iter().map(|r| r[i][j]).collect()));
+        for (sum, value) in sums.iter_mut().zip(values) {
+            *sum += value;
+        }
+        out.push_str(&line(name, values));
     }
-    out.push_str(&format!(
-        "| all (the rows' sum) | {:.0} | {:.0} | {:+.0} |\n",
-        sums[0],
-        sums[1],
-        sums[1] - sums[0]
-    ));
+    out.push_str(&line("all (the rows' sum)", sums));
     out
 }
 

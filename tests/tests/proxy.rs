@@ -254,7 +254,7 @@ async fn the_audit_names_who_sent_a_request_whatever_reply_subject_she_picks() -
         request_id: "forged".into(),
         ..Default::default()
     });
-    let (open, _) = open.encode(0)?;
+    let (open, payload) = open.encode(0)?;
     let forged = format!(
         "{}.forged",
         fleet.nats.subjects.inbox(&Identity::User(bob.clone()))
@@ -264,7 +264,7 @@ async fn the_audit_names_who_sent_a_request_whatever_reply_subject_she_picks() -
             fleet.nats.subjects.kapi_open(&c1, &alice),
             forged.clone(),
             open,
-            Bytes::new(),
+            payload,
         )
         .await?;
     client.flush().await?;

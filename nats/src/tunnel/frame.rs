@@ -1,10 +1,12 @@
 //! A tunnel frame as a value: each kind with what it carries, encoded into a NATS message
-//! (headers and payload) and decoded from one. Decoding checks every header a kind needs, once,
-//! so no caller reads a raw header; what decodes encodes again to the same frame.
+//! (headers and payload) and decoded from one. Decoding checks every field a kind needs, once,
+//! so no caller reads a raw header or head; what decodes encodes again to the same frame.
 
-use async_nats::header::{HeaderMap, HeaderName, HeaderValue};
+use async_nats::header::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use fleetbus_schema::tunnel::{self, FrameKind};
+use fleetbus_schema::v1;
+use prost::Message;
 
 /// One frame of a stream (the kinds are described in `fleetbus_schema::tunnel`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +102,9 @@ pub enum FrameError {
     /// A header the kind needs is missing or malformed, or a value NATS cannot carry.
     #[error("frame header {0} missing or malformed")]
     BadHeader(&'static str),
+    /// The head of an open or head frame cannot be read, or holds what HTTP does not allow.
+    #[error("frame head malformed: {0}")]
+    BadHead(&'static str),
     /// NATS answered a frame with no-responders: nothing subscribes to the stream's subject
     /// any more, so the process at the other end is gone.
     #[error("the other end of the stream is gone")]
@@ -124,45 +129,46 @@ impl Frame {
     }
 
     /// The NATS headers and payload of this frame as number `seq` of its direction. Hop-by-hop
-    /// HTTP headers and values NATS cannot carry are left out; an error message is put on one
-    /// line.
+    /// HTTP headers are left out; an error message is put on one line.
     pub fn encode(&self, seq: u64) -> Result<(HeaderMap, Bytes), FrameError> {
         let mut h = HeaderMap::new();
         h.insert(tunnel::KIND, self.kind().as_str());
         h.insert(tunnel::SEQ, seq.to_string().as_str());
         let payload = match self {
             Self::Open(open) => {
-                put(&mut h, tunnel::METHOD, open.method.as_str())?;
-                put(&mut h, tunnel::PATH, &open.path)?;
-                put(&mut h, tunnel::REQUEST_ID, &open.request_id)?;
-                let body = if open.body.is_some() {
-                    "inline"
-                } else {
-                    "stream"
-                };
-                h.insert(tunnel::BODY, body);
-                put_optional(
-                    &mut h,
-                    tunnel::SERVICE_ACCOUNT,
+                check_open(
+                    &open.path,
+                    &open.request_id,
                     open.service_account.as_deref(),
                 )?;
-                put_optional(&mut h, tunnel::UPGRADE, open.upgrade.as_deref())?;
-                put_http_headers(&mut h, &open.headers)?;
-                open.body.clone().unwrap_or_default()
+                check_upgrade(open.upgrade.as_deref())?;
+                let head = v1::TunnelOpen {
+                    method: open.method.as_str().to_owned(),
+                    path: open.path.clone(),
+                    request_id: open.request_id.clone(),
+                    service_account: open.service_account.clone().unwrap_or_default(),
+                    upgrade: open.upgrade.clone().unwrap_or_default(),
+                    headers: http_headers(&open.headers)?,
+                    inline_body: open.body.is_some(),
+                };
+                with_body(&head, open.body.as_ref())
             }
             Self::Ready { upstream } => {
+                check_subject(upstream)?;
                 put(&mut h, tunnel::UPSTREAM, upstream)?;
                 Bytes::new()
             }
             Self::Head(head) => {
-                h.insert(tunnel::STATUS, head.status.as_str());
-                put(&mut h, tunnel::UPSTREAM, &head.upstream)?;
-                put_optional(&mut h, tunnel::UPGRADE, head.upgrade.as_deref())?;
-                if head.body.is_some() {
-                    h.insert(tunnel::COMPLETE, "true");
-                }
-                put_http_headers(&mut h, &head.headers)?;
-                head.body.clone().unwrap_or_default()
+                check_subject(&head.upstream)?;
+                check_upgrade(head.upgrade.as_deref())?;
+                let message = v1::TunnelHead {
+                    status: u32::from(head.status.as_u16()),
+                    upstream: head.upstream.clone(),
+                    upgrade: head.upgrade.clone().unwrap_or_default(),
+                    headers: http_headers(&head.headers)?,
+                    complete: head.body.is_some(),
+                };
+                with_body(&message, head.body.as_ref())
             }
             Self::Data(data) => data.clone(),
             Self::Error { code, message } => {
@@ -188,29 +194,46 @@ impl Frame {
             .ok_or(FrameError::UnknownKind)?;
         let seq = required(h, tunnel::SEQ).map_err(|_| FrameError::NoSeq)?;
         let frame = match kind {
-            FrameKind::Open => Self::Open(Open {
-                method: required(h, tunnel::METHOD)?,
-                path: required(h, tunnel::PATH)?,
-                request_id: required(h, tunnel::REQUEST_ID)?,
-                service_account: value(h, tunnel::SERVICE_ACCOUNT).map(str::to_owned),
-                upgrade: value(h, tunnel::UPGRADE).map(str::to_owned),
-                headers: take_http_headers(h)?,
-                body: match value(h, tunnel::BODY) {
-                    Some("inline") => Some(payload),
-                    Some("stream") => None,
-                    _ => return Err(FrameError::BadHeader(tunnel::BODY)),
-                },
-            }),
-            FrameKind::Ready => Self::Ready {
-                upstream: required(h, tunnel::UPSTREAM)?,
-            },
-            FrameKind::Head => Self::Head(Head {
-                status: required(h, tunnel::STATUS)?,
-                headers: take_http_headers(h)?,
-                upstream: required(h, tunnel::UPSTREAM)?,
-                upgrade: value(h, tunnel::UPGRADE).map(str::to_owned),
-                body: (value(h, tunnel::COMPLETE) == Some("true")).then_some(payload),
-            }),
+            FrameKind::Open => {
+                let (head, body) = split_head(payload, |h: &v1::TunnelOpen| h.inline_body)?;
+                let service_account = non_empty(head.service_account);
+                check_open(&head.path, &head.request_id, service_account.as_deref())?;
+                let upgrade = non_empty(head.upgrade);
+                check_upgrade(upgrade.as_deref())?;
+                Self::Open(Open {
+                    method: head
+                        .method
+                        .parse()
+                        .map_err(|_| FrameError::BadHead("method"))?,
+                    path: head.path,
+                    request_id: head.request_id,
+                    service_account,
+                    upgrade,
+                    headers: take_http_headers(head.headers)?,
+                    body,
+                })
+            }
+            FrameKind::Ready => {
+                let upstream: String = required(h, tunnel::UPSTREAM)?;
+                check_subject(&upstream)?;
+                Self::Ready { upstream }
+            }
+            FrameKind::Head => {
+                let (head, body) = split_head(payload, |h: &v1::TunnelHead| h.complete)?;
+                check_subject(&head.upstream)?;
+                let upgrade = non_empty(head.upgrade);
+                check_upgrade(upgrade.as_deref())?;
+                Self::Head(Head {
+                    status: u16::try_from(head.status)
+                        .ok()
+                        .and_then(|s| http::StatusCode::from_u16(s).ok())
+                        .ok_or(FrameError::BadHead("status"))?,
+                    headers: take_http_headers(head.headers)?,
+                    upstream: head.upstream,
+                    upgrade,
+                    body,
+                })
+            }
             FrameKind::Data => Self::Data(payload),
             FrameKind::Eof => Self::Eof,
             FrameKind::End => Self::End,
@@ -242,12 +265,52 @@ fn put(h: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), FrameEr
     Ok(())
 }
 
-fn put_optional(
-    h: &mut HeaderMap,
-    name: &'static str,
-    value: Option<&str>,
+/// What an open frame carries that reaches log lines, headers and audit events: a path
+/// without control characters or spaces, a valid request id, a service account name without
+/// them. Both ends check, so what one end refuses to send the other refuses to read.
+fn check_open(
+    path: &str,
+    request_id: &str,
+    service_account: Option<&str>,
 ) -> Result<(), FrameError> {
-    value.map_or(Ok(()), |v| put(h, name, v))
+    if !is_word(path) {
+        return Err(FrameError::BadHead("path"));
+    }
+    if fleetbus_schema::RequestId::new(request_id).is_err() {
+        return Err(FrameError::BadHead("request id"));
+    }
+    if service_account.is_some_and(|sa| !is_word(sa)) {
+        return Err(FrameError::BadHead("service account"));
+    }
+    Ok(())
+}
+
+/// The protocol asked for or upgraded to, as an `Upgrade` header can carry it.
+fn check_upgrade(upgrade: Option<&str>) -> Result<(), FrameError> {
+    match upgrade {
+        Some(u) if u.is_empty() || http::HeaderValue::from_str(u).is_err() => {
+            Err(FrameError::BadHead("upgrade"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A stream subject the other end publishes to: one NATS subject, nothing that could end it.
+fn check_subject(subject: &str) -> Result<(), FrameError> {
+    if is_word(subject) {
+        Ok(())
+    } else {
+        Err(FrameError::BadHead("upstream subject"))
+    }
+}
+
+/// Non-empty, without whitespace or control characters.
+fn is_word(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// Error messages travel in a header and reach a terminal: no control characters, either way.
@@ -258,69 +321,74 @@ fn one_line(message: &str) -> String {
         .collect()
 }
 
-/// Copies end-to-end HTTP headers into NATS headers (`Fb-H-<name>`), leaving out hop-by-hop
-/// ones and values NATS cannot carry, within the protocol's limits.
-fn put_http_headers(h: &mut HeaderMap, http: &http::HeaderMap) -> Result<(), FrameError> {
-    let (mut count, mut bytes) = (0, 0);
+/// A head, length-delimited, and the body after it.
+fn with_body(head: &impl Message, body: Option<&Bytes>) -> Bytes {
+    let body = body.map_or(&[][..], |b| &b[..]);
+    let mut out = Vec::with_capacity(head.encoded_len() + 10 + body.len());
+    // Writing into a Vec with room for it cannot fail.
+    let _ = head.encode_length_delimited(&mut out);
+    out.extend_from_slice(body);
+    out.into()
+}
+
+/// The head at the start of `payload`, and the body after it (a slice, not a copy) if the
+/// head says one follows; bytes after a head that says none follows are an error.
+fn split_head<M: Message + Default>(
+    mut payload: Bytes,
+    has_body: impl Fn(&M) -> bool,
+) -> Result<(M, Option<Bytes>), FrameError> {
+    let head = M::decode_length_delimited(&mut payload).map_err(|_| FrameError::BadHead("head"))?;
+    match has_body(&head) {
+        true => Ok((head, Some(payload))),
+        false if payload.is_empty() => Ok((head, None)),
+        false => Err(FrameError::BadHead("bytes after a head without a body")),
+    }
+}
+
+/// End-to-end HTTP headers as a head carries them, within the protocol's limits.
+fn http_headers(http: &http::HeaderMap) -> Result<Vec<v1::HttpHeader>, FrameError> {
+    let mut out = Vec::with_capacity(http.len());
+    let mut bytes = 0;
     for (name, value) in http {
         if tunnel::is_hop_by_hop(name.as_str()) {
             continue;
         }
-        // UTF-8, as NATS headers carry it (and as `take_http_headers` accepts it).
-        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
-            continue;
-        };
-        let Ok(nats_value) = value.parse::<HeaderValue>() else {
-            continue;
-        };
-        let mut prefixed =
-            String::with_capacity(tunnel::HTTP_HEADER_PREFIX.len() + name.as_str().len());
-        prefixed.push_str(tunnel::HTTP_HEADER_PREFIX);
-        prefixed.push_str(name.as_str());
-        let Ok(nats_name) = HeaderName::try_from(prefixed) else {
-            continue;
-        };
-        count += 1;
         bytes += name.as_str().len() + value.len();
-        if count > tunnel::MAX_HEADERS || bytes > tunnel::MAX_HEADER_BYTES {
+        if out.len() == tunnel::MAX_HEADERS || bytes > tunnel::MAX_HEADER_BYTES {
             return Err(FrameError::HeadersTooLarge);
         }
-        h.append(nats_name, nats_value);
-    }
-    Ok(())
-}
-
-/// The HTTP headers carried in a frame; malformed ones are dropped, limits enforced.
-fn take_http_headers(h: &HeaderMap) -> Result<http::HeaderMap, FrameError> {
-    let mut out = http::HeaderMap::new();
-    let mut bytes = 0;
-    for (name, values) in h.iter() {
-        let Some(http_name) = strip_prefix_ci(name.as_ref(), tunnel::HTTP_HEADER_PREFIX) else {
-            continue;
-        };
-        let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else {
-            continue;
-        };
-        if tunnel::is_hop_by_hop(http_name.as_str()) {
-            continue;
-        }
-        for value in values {
-            bytes += http_name.as_str().len() + value.as_str().len();
-            if out.len() >= tunnel::MAX_HEADERS || bytes > tunnel::MAX_HEADER_BYTES {
-                return Err(FrameError::HeadersTooLarge);
-            }
-            if let Ok(v) = http::HeaderValue::from_str(value.as_str()) {
-                out.append(http_name.clone(), v);
-            }
-        }
+        out.push(v1::HttpHeader {
+            name: name.as_str().to_owned(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        });
     }
     Ok(out)
 }
 
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+/// The HTTP headers a head carries; within the limits, else an error. A name or value HTTP
+/// does not allow, or a hop-by-hop header, fails the frame: the sender never writes one.
+fn take_http_headers(headers: Vec<v1::HttpHeader>) -> Result<http::HeaderMap, FrameError> {
+    if headers.len() > tunnel::MAX_HEADERS
+        || headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>()
+            > tunnel::MAX_HEADER_BYTES
+    {
+        return Err(FrameError::HeadersTooLarge);
+    }
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for header in headers {
+        let name = http::HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| FrameError::BadHead("header name"))?;
+        if tunnel::is_hop_by_hop(name.as_str()) {
+            return Err(FrameError::BadHead("hop-by-hop header"));
+        }
+        let value = http::HeaderValue::from_maybe_shared(header.value)
+            .map_err(|_| FrameError::BadHead("header value"))?;
+        out.append(name, value);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! `fleetbus-bench exec`: `exec` round trips and `port-forward` throughput with kubectl, through
 //! the tunnel against direct, on a real one-node cluster (run as root).
 //!
+//! `fleetbus-bench frames`: the tunnel's framing of a 1 KB GET through nats-server against
+//! bare messages of the same sizes (see `fleetbus_tests::frames_bench`).
+//!
 //! `fleetbus-bench fleet --spokes N`: the fleet-scale benchmark (see `fleetbus_tests::scale`);
 //! it needs `fleetbus-hub` built next to it (`cargo build --release --bins`).
 
@@ -39,6 +42,15 @@ enum Bench {
         /// MiB uploaded per port-forward round.
         #[arg(long, default_value_t = 64)]
         megabytes: usize,
+    },
+    /// The tunnel's framing against bare messages of the same sizes, through nats-server.
+    Frames {
+        /// Requests (an open and a head frame each) per path and round.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Thousands of spokes on one hub: join, steady state, works, losing spokes.
     Fleet {
@@ -77,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
             fleetbus_tests::proxy_bench::run(requests, rounds).await
         }
         Bench::Exec { execs, megabytes } => fleetbus_tests::exec_bench::run(execs, megabytes).await,
+        Bench::Frames { requests, rounds } => {
+            fleetbus_tests::frames_bench::run(requests, rounds).await
+        }
         Bench::Fleet {
             spokes,
             real_spokes,

@@ -224,7 +224,13 @@ async fn garbage_or_a_gap_fails_the_one_stream_on_both_sides() {
     for bad in [
         message("x".into(), HeaderMap::new(), Bytes::from_static(b"garbage")),
         framed(Frame::Data(Bytes::new()), 7),
-        framed(Frame::Head(Default::default()), 0),
+        framed(
+            Frame::Head(crate::tunnel::Head {
+                upstream: "u".into(),
+                ..Default::default()
+            }),
+            0,
+        ),
     ] {
         let (a, b, routes) = pair();
         let (_a_app, _, a_task) = spawn_relay(a, CancellationToken::new());
