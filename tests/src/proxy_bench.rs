@@ -6,8 +6,8 @@
 //! repeated in rounds that alternate the two paths; the table gives the median round and the
 //! spread over rounds. The floor rows measure a bare relay with the tunnel's hops and nothing
 //! else (`proxy_floor`): how close fleetbus gets to what any relay through NATS costs here. A
-//! second table splits the CPU time of the concurrent requests by process: where the tunnel's
-//! cost goes when both cores are busy.
+//! second table splits the CPU time of the concurrent requests by process, for the tunnel and
+//! the floor: where their cost goes when both cores are busy.
 
 use std::time::{Duration, Instant};
 

@@ -324,8 +324,8 @@ fn one_line(message: &str) -> String {
 /// A head, length-delimited, and the body after it.
 fn with_body(head: &impl Message, body: Option<&Bytes>) -> Bytes {
     let body = body.map_or(&[][..], |b| &b[..]);
-    let mut out = Vec::with_capacity(head.encoded_len() + 10 + body.len());
-    // Writing into a Vec with room for it cannot fail.
+    // The length is a varint of at most 10 bytes; writing into a Vec cannot fail.
+    let mut out = Vec::with_capacity(10 + head.encoded_len() + body.len());
     let _ = head.encode_length_delimited(&mut out);
     out.extend_from_slice(body);
     out.into()
