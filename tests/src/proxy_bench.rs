@@ -85,7 +85,8 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
     let relay = Floor::start(local.await?, remote.await?, &kube.url, &kube.ca_pem).await?;
     let floor = Keepalive::new(&format!("https://{}", relay.addr), &relay.ca_pem, &token)?;
     let paths = [&direct, &tunnel];
-    for client in [&direct, &tunnel, &floor] {
+    let with_floor = [&direct, &tunnel, &floor];
+    for client in with_floor {
         for _ in 0..50 {
             client.get(&object("1 KB")).await?;
         }
@@ -135,7 +136,7 @@ pub async fn run(requests: usize, rounds: usize) -> anyhow::Result<()> {
         let mut split = [[0.0; PROCESSES.len()]; 3];
         // A multiple of the clients, so each sends the same number.
         let total = (requests * CONCURRENT_PER_1000 / 1000).div_ceil(CONCURRENCY) * CONCURRENCY;
-        for (i, client) in [&direct, &tunnel, &floor].into_iter().enumerate() {
+        for (i, client) in with_floor.into_iter().enumerate() {
             let before = pids.map(procfs::cpu_seconds);
             rps[i] = concurrent(CONCURRENCY, total, client).await?;
             for (j, pid) in pids.into_iter().enumerate() {

@@ -347,36 +347,31 @@ fn split_head<M: Message + Default>(
 
 /// End-to-end HTTP headers as a head carries them, within the protocol's limits.
 fn http_headers(http: &http::HeaderMap) -> Result<Vec<v1::HttpHeader>, FrameError> {
-    let mut out = Vec::with_capacity(http.len());
-    let mut bytes = 0;
-    for (name, value) in http {
-        if tunnel::is_hop_by_hop(name.as_str()) {
-            continue;
-        }
-        bytes += name.as_str().len() + value.len();
-        if out.len() == tunnel::MAX_HEADERS || bytes > tunnel::MAX_HEADER_BYTES {
-            return Err(FrameError::HeadersTooLarge);
-        }
-        out.push(v1::HttpHeader {
+    let headers: Vec<_> = http
+        .iter()
+        .filter(|(name, _)| !tunnel::is_hop_by_hop(name.as_str()))
+        .map(|(name, value)| v1::HttpHeader {
             name: name.as_str().to_owned(),
             value: Bytes::copy_from_slice(value.as_bytes()),
-        });
+        })
+        .collect();
+    within_limits(&headers)?;
+    Ok(headers)
+}
+
+/// The protocol's limits on the headers of one head, the same for both ends.
+fn within_limits(headers: &[v1::HttpHeader]) -> Result<(), FrameError> {
+    let bytes: usize = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    if headers.len() > tunnel::MAX_HEADERS || bytes > tunnel::MAX_HEADER_BYTES {
+        return Err(FrameError::HeadersTooLarge);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The HTTP headers a head carries; within the limits, else an error. A name or value HTTP
 /// does not allow, or a hop-by-hop header, fails the frame: the sender never writes one.
 fn take_http_headers(headers: Vec<v1::HttpHeader>) -> Result<http::HeaderMap, FrameError> {
-    if headers.len() > tunnel::MAX_HEADERS
-        || headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>()
-            > tunnel::MAX_HEADER_BYTES
-    {
-        return Err(FrameError::HeadersTooLarge);
-    }
+    within_limits(&headers)?;
     let mut out = http::HeaderMap::with_capacity(headers.len());
     for header in headers {
         let name = http::HeaderName::from_bytes(header.name.as_bytes())

@@ -291,11 +291,7 @@ fn malformed_frames_are_typed_errors() {
             "header value",
         ),
     ];
-    for (spoil, what) in opens {
-        let mut open = open_head();
-        spoil(&mut open);
-        assert_eq!(arrived_head("open", &open), Err(BadHead(what)), "{open:?}");
-    }
+    refused_when_spoiled("open", open_head, &opens);
     let heads: [Spoil<v1::TunnelHead>; 5] = [
         (|h| h.status = 42, "status"),
         (|h| h.status = 70_000, "status"),
@@ -306,10 +302,23 @@ fn malformed_frames_are_typed_errors() {
             "header name",
         ),
     ];
-    for (spoil, what) in heads {
-        let mut head = response_head();
+    refused_when_spoiled("head", response_head, &heads);
+}
+
+/// Each spoiled copy of a valid head is refused, naming what was spoiled.
+fn refused_when_spoiled<M: Message + std::fmt::Debug>(
+    kind: &str,
+    valid: fn() -> M,
+    spoils: &[Spoil<M>],
+) {
+    for (spoil, what) in spoils {
+        let mut head = valid();
         spoil(&mut head);
-        assert_eq!(arrived_head("head", &head), Err(BadHead(what)), "{head:?}");
+        assert_eq!(
+            arrived_head(kind, &head),
+            Err(FrameError::BadHead(what)),
+            "{head:?}"
+        );
     }
 }
 
